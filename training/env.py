@@ -1,0 +1,195 @@
+"""The vectorised market environment: thousands of parallel episodes as tensors.
+
+Each step t, every env sees the observation of day t (data up to t's close) and picks a
+regime. With `execution="next_open"` the orders fill at day t+1's open and the holdings are
+marked at t+1's close; with `"close"` they fill at t's close. The accounting is
+`rl_strategy.accounting.rebalance`, the same recurrence vectorbt follows. The reward is the
+step's net portfolio return (fees and slippage are inside the value) minus the return of the
+equal-weight benchmark rebalanced daily, times `reward_scale`.
+
+All envs share the step counter within an episode (episodes start at random days but have
+the same length), so the end of an episode is known on the host: stepping needs no Python
+loop over envs and no host-device sync. The end of the window is a truncation, never a
+termination; `info["final_obs"]` carries the observation the trainer bootstraps from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rl_strategy.accounting import rebalance
+from rl_strategy.data import MarketData
+from rl_strategy.features import WARMUP, market_features, n_market_features, observation_layout
+from rl_strategy.regimes import HOLD, RegimeTable
+
+EXECUTIONS = ("next_open", "close")
+
+
+@dataclass(frozen=True)
+class MarketTensors:
+    """What the env reads, precomputed once for the whole panel (host-side numpy, float64)."""
+
+    dates: pd.DatetimeIndex
+    assets: tuple[str, ...]
+    features: np.ndarray   # (T, n_market_features)
+    pre_drift: np.ndarray  # (T, n) trade price of decision t / close t
+    post_drift: np.ndarray  # (T, n) close t+1 / trade price of decision t
+    bench_return: np.ndarray  # (T,) equal-weight close-to-close return from t to t+1
+    first_decision: int    # first row with full feature history inside the requested period
+    execution: str
+
+    @property
+    def n_days(self) -> int:
+        return len(self.dates)
+
+    @property
+    def last_decision(self) -> int:
+        """Last row a decision can be taken on (its outcome needs day t+1)."""
+        return self.n_days - 2
+
+
+def prepare_market(data: MarketData, execution: str = "next_open") -> MarketTensors:
+    """Turn a validated panel into per-day features, drift factors and benchmark returns."""
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+    open_, close = data.open.to_numpy(np.float64), data.close.to_numpy(np.float64)
+    features = market_features(data.open, data.high, data.low, data.close)
+    T, n = close.shape
+    pre = np.ones((T, n))
+    post = np.ones((T, n))
+    if execution == "next_open":
+        pre[:-1] = open_[1:] / close[:-1]
+        post[:-1] = close[1:] / open_[1:]
+    else:
+        post[:-1] = close[1:] / close[:-1]
+    bench = np.zeros(T)
+    bench[:-1] = (close[1:] / close[:-1]).mean(axis=1) - 1.0
+    first = max(WARMUP, data.history_rows())
+    return MarketTensors(dates=data.panel.index, assets=tuple(data.tickers), features=features,
+                         pre_drift=pre, post_drift=post, bench_return=bench,
+                         first_decision=first, execution=execution)
+
+
+class MarketEnv:
+    """Batched regime-allocation environment (see the module docstring)."""
+
+    def __init__(self, market: MarketTensors, regimes: RegimeTable, *, n_envs: int,
+                 episode_length: int, fees: float = 0.001, slippage: float = 0.0,
+                 reward_scale: float = 100.0, obs_dim: int = 64, seed: int = 0,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        if tuple(regimes.assets) != tuple(market.assets):
+            raise ValueError(f"regime table assets {regimes.assets} differ from the data's {market.assets}")
+        self.market, self.regimes = market, regimes
+        self.n_envs, self.episode_length = n_envs, episode_length
+        self.fees, self.slippage, self.reward_scale = float(fees), float(slippage), float(reward_scale)
+        self.device, self.dtype = torch.device(device), dtype
+        self.layout = observation_layout(market.assets, regimes.names, obs_dim)
+        self.obs_dim = obs_dim
+        self.n_assets = len(market.assets)
+        self.max_start = market.last_decision - episode_length + 1
+        if self.max_start < market.first_decision:
+            raise ValueError(
+                f"episode_length {episode_length} does not fit in the {market.last_decision - market.first_decision + 1}"
+                f" decision days from {market.dates[market.first_decision].date()} to {market.dates[-1].date()}")
+
+        n, f = self.n_assets, n_market_features(self.n_assets)
+        to = dict(device=self.device, dtype=dtype)
+        padded = np.zeros((market.n_days, obs_dim))
+        padded[:, :f] = market.features
+        self._obs_market = torch.as_tensor(padded, **to)
+        # One gather per step fetches [pre_drift | post_drift | bench_return] of the day.
+        self._step_data = torch.as_tensor(
+            np.concatenate([market.pre_drift, market.post_drift, market.bench_return[:, None]], axis=1), **to)
+        # Per action: target weights and a last column 1.0 = place orders, 0.0 = HOLD.
+        weights = np.nan_to_num(regimes.weights, nan=0.0)
+        trades = (np.arange(regimes.n_actions) != HOLD).astype(float)[:, None]
+        self._actions_table = torch.as_tensor(np.concatenate([weights, trades], axis=1), **to)
+        self._ones = torch.ones(n, **to)
+        self._false = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
+        self._true = torch.ones(n_envs, dtype=torch.bool, device=self.device)
+        self._w_slice = slice(f, f + n + 1)
+        self._dd_index = f + n + 1
+        self._act_slice = slice(f + n + 2, f + n + 2 + regimes.n_actions)
+
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.reset()
+
+    # -- episode control --------------------------------------------------------------------
+    def reset(self, starts: torch.Tensor | None = None) -> torch.Tensor:
+        """Start new episodes (random first days unless `starts` is given); all cash, value 1."""
+        if starts is None:
+            starts = torch.randint(self.market.first_decision, self.max_start + 1, (self.n_envs,),
+                                   generator=self.generator, device=self.device)
+        # Fresh tensors (not in-place fills): the finished episode's tensors may live on in `info`.
+        B, to = self.n_envs, dict(device=self.device, dtype=self.dtype)
+        self.start = starts.to(self.device, torch.long)
+        self.step_in_episode = 0
+        self.holdings = torch.zeros(B, self.n_assets, **to)
+        self.cash = torch.ones(B, **to)
+        self.value = torch.ones(B, **to)
+        self.peak = torch.ones(B, **to)
+        self.prev_action = torch.zeros(B, dtype=torch.long, device=self.device)
+        self.episode_return = torch.zeros(B, **to)
+        return self._observe(self.start)
+
+    def _observe(self, day: torch.Tensor) -> torch.Tensor:
+        obs = self._obs_market.index_select(0, day)
+        obs[:, self._w_slice] = torch.cat([self.cash.unsqueeze(1), self.holdings], dim=1) / self.value.unsqueeze(1)
+        obs[:, self._dd_index] = (self.value / self.peak - 1.0) * 5.0
+        # The one-hot slots are zero in the gathered rows: set one 1.0 per env.
+        obs.scatter_(1, self.prev_action.unsqueeze(1) + self._act_slice.start, 1.0)
+        return obs
+
+    @property
+    def day(self) -> torch.Tensor:
+        """Index of each env's current decision day."""
+        return self.start + self.step_in_episode
+
+    # -- the step -------------------------------------------------------------------------------
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Apply one decision per env; returns (obs, reward, terminated, truncated, info)."""
+        n = self.n_assets
+        day = self.day
+        data = self._step_data.index_select(0, day)
+        pre, post, bench = data[:, :n], data[:, n:2 * n], data[:, 2 * n]
+
+        order = self._actions_table.index_select(0, actions)
+        holdings = self.holdings * pre  # drift from day t's close to the trade price
+        holdings, cash = rebalance(holdings, self.cash, order[:, :n], order[:, n:], self.fees, self.slippage)
+        holdings = holdings * post  # drift from the trade price to day t+1's close
+        value = cash + holdings @ self._ones
+        reward = (value / self.value - 1.0 - bench) * self.reward_scale
+
+        self.holdings, self.cash = holdings, cash
+        self.value, self.peak = value, torch.maximum(self.peak, value)
+        self.prev_action = actions
+        self.episode_return += reward
+        self.step_in_episode += 1
+
+        info: dict = {}
+        done = self.step_in_episode == self.episode_length
+        obs = self._observe(day + 1)
+        if done:
+            info["final_obs"] = obs
+            info["episode_return"] = self.episode_return.clone()
+            info["final_value"] = value
+            obs = self.reset()
+        # Constant flags (never written to): episodes end together, and never terminate.
+        return obs, reward, self._false, self._true if done else self._false, info
+
+    # -- resume ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"start": self.start, "holdings": self.holdings, "cash": self.cash, "value": self.value,
+                "peak": self.peak, "prev_action": self.prev_action, "episode_return": self.episode_return,
+                "step_in_episode": self.step_in_episode, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("start", "holdings", "cash", "value", "peak", "prev_action", "episode_return"):
+            setattr(self, key, state[key].to(self.device))
+        self.step_in_episode = int(state["step_in_episode"])
+        self.generator.set_state(state["generator"])
