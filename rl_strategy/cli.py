@@ -37,3 +37,103 @@ def main() -> None:
     except RLTraderError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)
+
+
+# -- training ----------------------------------------------------------------------------------
+CONFIG_HELP = "YAML config (default: the packaged v2 config training/configs/rl_v2_multi_asset.yaml)."
+DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
+
+
+def _settings(config: Optional[Path], **overrides):
+    from training.config import load_settings
+
+    return load_settings(config, overrides)
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="Total environment timesteps to train for."),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (episodes) per rollout."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the policy init, sampling and episode starts."),
+    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    cache_path: Optional[str] = typer.Option(None, "--cache-path", help="Tensor cache of the training panel written by `rltrader data fetch --cache-out`."),
+    out: Optional[str] = typer.Option(None, "--out", help="Folder for checkpoints and the metrics CSV."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint to continue from (its config is used; --timesteps, --device and --out may change)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train the GRU policy with recurrent PPO on the config's training period."""
+    from training.train_cli import train_command
+
+    train_command(config, dict(timesteps=timesteps, n_envs=n_envs, device=device, seed=seed,
+                               data_source=data_source, csv_dir=csv_dir, cache_path=cache_path, out=out),
+                  resume, quiet)
+
+
+# -- benchmarks --------------------------------------------------------------------------------
+@bench_app.command("env")
+def bench_env(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    sizes: str = typer.Option("256,2048,8192", "--n-envs", help="Comma-separated numbers of parallel envs."),
+    steps: int = typer.Option(500, "--steps", help="Timed steps per size (after 20 warm-up steps)."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
+    """Environment steps per second with random actions at several n_envs."""
+    from training.bench import bench_env as run_bench, machine
+    from training.config import resolve_device
+
+    dev = resolve_device(device)
+    settings = _settings(config, **{"data.source": data_source, "data.csv_dir": csv_dir})
+    rows = run_bench(settings, [int(x) for x in sizes.split(",")], steps, dev)
+    _print_rows("Environment throughput (" + dev + ")", rows, ["n_envs", "steps", "seconds", "env_steps_per_second"])
+    _write_json(json_out, {"benchmark": "env", "device": dev, "machine": machine(), "results": rows})
+
+
+@bench_app.command("train")
+def bench_train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    updates: int = typer.Option(3, "--updates", help="Timed PPO updates (after one warm-up update)."),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Override the config's ppo.n_envs."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
+    """End-to-end PPO training timesteps per second at the config's settings."""
+    from training.bench import bench_train as run_bench, machine
+
+    settings = _settings(config, **{"data.source": data_source, "data.csv_dir": csv_dir, "ppo.n_envs": n_envs,
+                                    "run.device": device})
+    row = run_bench(settings, updates)
+    _print_rows("Training throughput (" + row["device"] + ")", [row],
+                ["n_envs", "n_steps", "epochs", "minibatches", "timesteps", "seconds", "timesteps_per_second"])
+    _write_json(json_out, {"benchmark": "train", "machine": machine(), "results": [row]})
+
+
+def _print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(*[f"{r[c]:,.0f}" if isinstance(r[c], float) and r[c] > 100 else
+                        f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns])
+    Console().print(table)
+
+
+def _write_json(path: Optional[Path], obj: dict) -> None:
+    if path is None:
+        return
+    import json
+
+    from rl_strategy.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2))
+    typer.echo(f"wrote {path}")

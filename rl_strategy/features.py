@@ -1,16 +1,16 @@
 """Market features and the observation layout, shared by the environment and the strategy.
 
-Features are computed once over the whole panel. Row t uses closes (and day t's own bar) up
-to day t only, and normalisation uses fixed constants, never statistics of the sample, so no
+Features are computed once over the whole panel from closing prices alone (so a researcher
+with only a close panel can run the policy). Row t uses closes up to day t only, and normalisation uses fixed constants, never statistics of the sample, so no
 future information can enter an observation. The observation is:
 
-    [market features of day t, asset-major]   n_assets x 10
+    [market features of day t, asset-major]   n_assets x 8
     [portfolio weights: CASH, *assets]        n_assets + 1   (drifted, at day t's close)
     [drawdown from the episode's peak]        1              (x5, in [-5, 0])
     [previous action, one-hot]                n_actions
     [zero padding up to obs_dim]
 
-For the v2 universe that is 30 + 4 + 1 + 16 = 51 values, padded to 64.
+For the v2 universe that is 24 + 4 + 1 + 16 = 45 values, padded to 64.
 """
 
 from __future__ import annotations
@@ -28,12 +28,10 @@ ASSET_FEATURES: tuple[str, ...] = (
     "ret_1d", "ret_5d", "ret_20d", "ret_60d",  # log return / (1% * sqrt(horizon))
     "vol_20d", "vol_60d",                      # (annualised realised vol - 20%) / 10%
     "ma_20d", "ma_50d",                        # close / moving average - 1, / 5% and / 10%
-    "intraday", "range",                       # log(close/open) / 1%, (high-low)/close / 2%
 )
 
 
-def market_features(open_: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
-                    close: pd.DataFrame) -> np.ndarray:
+def market_features(close: pd.DataFrame) -> np.ndarray:
     """Per-day, per-asset features: (T, n_assets * len(ASSET_FEATURES)) float64, asset-major.
 
     Rows before WARMUP hold NaN-free placeholders (0); callers never decide on them.
@@ -48,8 +46,6 @@ def market_features(open_: pd.DataFrame, high: pd.DataFrame, low: pd.DataFrame,
         cols.append((vol - 0.2) / 0.1)
     cols.append((close / close.rolling(20).mean() - 1.0) / 0.05)
     cols.append((close / close.rolling(50).mean() - 1.0) / 0.10)
-    cols.append(np.log(close / open_) / 0.01)
-    cols.append((high - low) / close / 0.02)
 
     # (T, n_features, n_assets) -> (T, n_assets, n_features) -> asset-major flat
     stacked = np.stack([c.to_numpy(dtype=np.float64) for c in cols], axis=1)

@@ -52,26 +52,37 @@ class MarketTensors:
         return self.n_days - 2
 
 
-def prepare_market(data: MarketData, execution: str = "next_open") -> MarketTensors:
-    """Turn a validated panel into per-day features, drift factors and benchmark returns."""
+def prepare_market(close: pd.DataFrame, open_: pd.DataFrame | None = None, execution: str = "next_open",
+                   first_decision: int = WARMUP) -> MarketTensors:
+    """Turn aligned price frames (dates x assets) into features, drift factors and benchmark returns.
+
+    `first_decision` is the first row decisions may be taken on: at least WARMUP, later when the
+    rows before it are history that precedes the requested period.
+    """
     if execution not in EXECUTIONS:
         raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
-    open_, close = data.open.to_numpy(np.float64), data.close.to_numpy(np.float64)
-    features = market_features(data.open, data.high, data.low, data.close)
-    T, n = close.shape
+    if execution == "next_open" and open_ is None:
+        raise ValueError("next_open execution needs open prices")
+    close_np = close.to_numpy(np.float64)
+    T, n = close_np.shape
     pre = np.ones((T, n))
     post = np.ones((T, n))
     if execution == "next_open":
-        pre[:-1] = open_[1:] / close[:-1]
-        post[:-1] = close[1:] / open_[1:]
+        open_np = open_.to_numpy(np.float64)
+        pre[:-1] = open_np[1:] / close_np[:-1]
+        post[:-1] = close_np[1:] / open_np[1:]
     else:
-        post[:-1] = close[1:] / close[:-1]
+        post[:-1] = close_np[1:] / close_np[:-1]
     bench = np.zeros(T)
-    bench[:-1] = (close[1:] / close[:-1]).mean(axis=1) - 1.0
-    first = max(WARMUP, data.history_rows())
-    return MarketTensors(dates=data.panel.index, assets=tuple(data.tickers), features=features,
+    bench[:-1] = (close_np[1:] / close_np[:-1]).mean(axis=1) - 1.0
+    return MarketTensors(dates=close.index, assets=tuple(close.columns), features=market_features(close),
                          pre_drift=pre, post_drift=post, bench_return=bench,
-                         first_decision=first, execution=execution)
+                         first_decision=max(WARMUP, first_decision), execution=execution)
+
+
+def prepare_training_market(data: MarketData, execution: str) -> MarketTensors:
+    """The env's view of a loaded panel: decisions start where the requested period starts."""
+    return prepare_market(data.close, data.open, execution, data.history_rows())
 
 
 class MarketEnv:

@@ -1,0 +1,43 @@
+"""The v2 regression gate: each criterion with its value, threshold and outcome.
+
+Thresholds come from the config's `criteria` section; `rltrader backtest --check` exits 1
+when any criterion fails.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+RL_NAME = "RL"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_criteria(table: pd.DataFrame, thresholds: dict, benchmark: str = "ALL_SPY") -> list[Criterion]:
+    """`table`: the ranked metrics (index = policy names, with RL and the benchmark)."""
+    rl = table.loc[RL_NAME]
+    spy_sharpe = table.loc[benchmark, "sharpe"] if benchmark in table.index else math.nan
+    # NaN compares False everywhere: a missing value never passes.
+    gap = thresholds["max_sharpe_gap_to_spy"]
+    return [
+        Criterion("rl_sharpe_min", float(rl["sharpe"]), thresholds["min_sharpe"],
+                  bool(rl["sharpe"] >= thresholds["min_sharpe"])),
+        Criterion(f"rl_sharpe_vs_{benchmark.lower()}", float(rl["sharpe"]), float(spy_sharpe - gap),
+                  bool(rl["sharpe"] >= spy_sharpe - gap)),
+        Criterion("rl_turnover_max", float(rl["turnover"]), thresholds["max_turnover"],
+                  bool(rl["turnover"] <= thresholds["max_turnover"])),
+        Criterion("rl_rank_max", float(rl["rank"]), float(thresholds["max_rank"]),
+                  bool(rl["rank"] <= thresholds["max_rank"])),
+    ]

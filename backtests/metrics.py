@@ -1,0 +1,69 @@
+"""Performance metrics of simulated portfolios, from vectorbt's and quantstats' own functions.
+
+Nothing here re-implements a ratio: Sharpe, Sortino, CAGR, volatility, drawdown and Calmar
+come from vectorbt's returns accessor with 252-day annualisation (equal to quantstats'
+`sharpe(r, periods=252)` etc. to ~1e-14), alpha from `quantstats.stats.greeks` and the
+information ratio from vectorbt (quantstats' definition: mean over std of daily active
+returns, not annualised). Turnover is defined here because neither library has it:
+
+    turnover = mean over days of  sum_j |traded value_j| / 2 / portfolio value
+
+(mean daily one-way turnover, traded value from vectorbt's order records, value at the close).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from rl_strategy.portfolio import YEAR_FREQ
+
+METRICS = ("sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "calmar",
+           "turnover", "rebalances", "alpha", "information_ratio")
+
+
+def returns_metrics(returns: pd.DataFrame, benchmark: pd.Series) -> pd.DataFrame:
+    """Return-based metrics per column (policy) of a daily returns frame."""
+    import quantstats as qs
+
+    acc = returns.vbt.returns(freq="1D", year_freq=YEAR_FREQ)
+    out = pd.DataFrame({
+        "sharpe": acc.sharpe_ratio(),
+        "sortino": acc.sortino_ratio(),
+        "cagr": acc.annualized(),
+        "total_return": acc.total(),
+        "volatility": acc.annualized_volatility(),
+        "max_drawdown": acc.max_drawdown(),
+        "calmar": acc.calmar_ratio(),
+        "information_ratio": acc.information_ratio(benchmark),
+    })
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ALL_CASH: zero variance
+        out["alpha"] = [qs.stats.greeks(returns[c], benchmark, periods=252)["alpha"] for c in returns.columns]
+    return out
+
+
+def trading_metrics(pf, first: int) -> pd.DataFrame:
+    """Turnover and number of rebalancing days per group from the order records, rows >= first."""
+    records = pf.orders.values
+    n_rows, n_cols = pf.wrapper.shape
+    traded = np.zeros((n_rows, n_cols))
+    np.add.at(traded, (records["idx"], records["col"]), np.abs(records["size"] * records["price"]))
+    groups = pf.wrapper.grouper.get_groups()  # group id per column
+    n_groups = groups.max() + 1
+    per_group = np.zeros((n_rows, n_groups))
+    for col in range(n_cols):
+        per_group[:, groups[col]] += traded[:, col]
+    value = pf.value().to_numpy()
+    daily = per_group[first:] / 2.0 / value[first:]
+    return pd.DataFrame({"turnover": daily.mean(axis=0), "rebalances": (per_group[first:] > 0).sum(axis=0)},
+                        index=pf.wrapper.get_columns())
+
+
+def rank_by_sharpe(table: pd.DataFrame) -> pd.DataFrame:
+    """Sort by Sharpe (NaN last, e.g. ALL_CASH) and add a 1-based rank."""
+    table = table.sort_values("sharpe", ascending=False, na_position="last", kind="mergesort")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table

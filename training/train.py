@@ -1,0 +1,202 @@
+"""`rltrader train`: data -> env -> policy -> PPO -> checkpoints, with progress, metrics and resume.
+
+Checkpoints hold everything needed to use the policy (weights, config, regime table,
+observation layout, data fingerprint) and to resume training exactly (optimiser, RNG and env
+state). Ctrl-C finishes the update in flight, saves a checkpoint and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rl_strategy.checkpoint import Checkpoint, load_checkpoint, package_versions, save_checkpoint
+from rl_strategy.data import MarketData, load_market, load_panel_cache
+from rl_strategy.errors import RLTraderError
+from rl_strategy.features import WARMUP
+from rl_strategy.policy import GRUPolicy
+from rl_strategy.regimes import build_regime_table
+from training.config import Settings, resolve_device, settings_from_dict
+from training.env import MarketEnv, prepare_training_market
+from training.ppo import PPOTrainer, TrainingDiverged
+
+METRIC_COLUMNS = ("update", "timesteps", "episode_reward", "policy_loss", "value_loss", "entropy", "approx_kl",
+                  "clip_fraction", "explained_variance", "learning_rate", "loss", "steps_per_second",
+                  "rollout_seconds", "update_seconds")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def load_training_data(settings: Settings) -> MarketData:
+    """The training period's panel plus WARMUP rows of history for the features."""
+    d = settings.data
+    if d.cache_path:
+        return load_panel_cache(d.cache_path, tickers=d.tickers)
+    return load_market(d.tickers, settings.periods.train_start, settings.periods.train_end, source=d.source,
+                       csv_dir=d.csv_dir, cache_dir=d.cache_dir, seed=d.seed, history_days=WARMUP,
+                       min_days=settings.env.episode_length + 2)
+
+
+@dataclass
+class Session:
+    """Everything a training run is made of, built from settings (and optionally a checkpoint)."""
+
+    settings: Settings
+    data: MarketData
+    env: MarketEnv
+    trainer: PPOTrainer
+    device: str
+    extra: dict = field(default_factory=dict)
+
+    def payload(self) -> dict:
+        """The checkpoint content for the current state of the run."""
+        s, env, tr = self.settings, self.env, self.trainer
+        return {
+            "model": {k: v.detach().cpu() for k, v in tr.policy.state_dict().items()},
+            "spec": {"obs_dim": env.obs_dim, "n_actions": env.regimes.n_actions, "hidden": tr.policy.hidden,
+                     "assets": list(env.market.assets), "regimes": env.regimes.to_dict(),
+                     "layout": list(env.layout), "execution": env.market.execution,
+                     "parameters": sum(p.numel() for p in tr.policy.parameters())},
+            "config": s.to_dict(),
+            "data": {"source": self.data.source, "fingerprint": self.data.fingerprint,
+                     "tickers": list(self.data.tickers), "first_day": str(self.data.panel.index[0].date()),
+                     "last_day": str(self.data.panel.index[-1].date()),
+                     "period_start": str(self.data.period_start.date())},
+            "versions": package_versions(),
+            "progress": {"timesteps": tr.timesteps_done, "updates": tr.updates_done,
+                         "total_timesteps": tr.total_timesteps},
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "trainer": _to_cpu(tr.state_dict()),
+        }
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def build_session(settings: Settings, resume: Checkpoint | None = None) -> Session:
+    device = resolve_device(settings.run.device)
+    seed_everything(settings.run.seed)
+    data = load_training_data(settings)
+    market = prepare_training_market(data, settings.env.execution)
+    regimes = build_regime_table(tuple(data.tickers))
+    e = settings.env
+    try:
+        env = MarketEnv(market, regimes, n_envs=settings.ppo.n_envs, episode_length=e.episode_length,
+                        fees=e.fees, slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim,
+                        seed=settings.run.seed, device=device)
+    except ValueError as exc:
+        raise RLTraderError(str(exc)) from None
+    policy = GRUPolicy(e.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
+    trainer = PPOTrainer(env, policy, settings.ppo, settings.run.timesteps, seed=settings.run.seed)
+    session = Session(settings, data, env, trainer, device)
+    if resume is not None:
+        resume.check_universe(data.tickers, e.obs_dim)
+        if resume.payload["data"]["fingerprint"] != data.fingerprint:
+            raise RLTraderError(f"--resume: {resume.path.name} was trained on other data "
+                                f"(fingerprint {resume.payload['data']['fingerprint'][:12]} vs {data.fingerprint[:12]})")
+        if "trainer" not in resume.payload:
+            raise RLTraderError(f"--resume: {resume.path.name} holds no trainer state")
+        policy.load_state_dict(resume.payload["model"])
+        trainer.load_state_dict(resume.payload["trainer"])
+    return session
+
+
+def resume_settings(ckpt: Checkpoint, timesteps: int | None, device: str | None, out: str | None) -> Settings:
+    """A resumed run uses the checkpoint's config; only the budget, device and output may change."""
+    s = settings_from_dict(ckpt.config)
+    if timesteps is not None:
+        s.run.timesteps = timesteps
+    if device is not None:
+        s.run.device = device
+    if out is not None:
+        s.run.out = out
+    return s
+
+
+class _GracefulInterrupt:
+    """First Ctrl-C asks the loop to stop after the current update; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_GracefulInterrupt":
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not in the main thread (e.g. some test runners): no handler
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class TrainResult:
+    final_checkpoint: Path
+    metrics_csv: Path
+    history: list[dict]
+    interrupted: bool
+    seconds: float
+
+
+def run_training(session: Session, on_update: Callable[[dict], None] | None = None,
+                 stop_after_updates: int | None = None) -> TrainResult:
+    """Run updates until the budget is spent (or Ctrl-C); write metrics and checkpoints."""
+    s, tr = session.settings, session.trainer
+    out = Path(s.run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    metrics_path = out / f"metrics_{stamp}.csv"
+    history: list[dict] = []
+    start = time.perf_counter()
+    interrupted = False
+    with open(metrics_path, "w", newline="") as fh, _GracefulInterrupt() as stop:
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        done_here = 0
+        while tr.updates_done < tr.n_updates:
+            try:
+                stats = tr.train_one_update()
+            except TrainingDiverged as exc:
+                raise RLTraderError(f"training stopped: {exc}; the last good checkpoint in {out} is kept") from None
+            history.append(stats)
+            writer.writerow(stats)
+            fh.flush()
+            done_here += 1
+            if on_update is not None:
+                on_update(stats)
+            if tr.updates_done % s.run.checkpoint_every == 0 and tr.updates_done < tr.n_updates:
+                save_checkpoint(session.payload(), out / f"model_step_{tr.timesteps_done}.pt")
+            if stop.requested or (stop_after_updates is not None and done_here >= stop_after_updates):
+                interrupted = tr.updates_done < tr.n_updates
+                break
+    name = f"model_step_{tr.timesteps_done}.pt" if interrupted else f"model_final_{stamp}.pt"
+    final = save_checkpoint(session.payload(), out / name)
+    return TrainResult(final, metrics_path, history, interrupted, time.perf_counter() - start)
