@@ -137,3 +137,32 @@ def _write_json(path: Optional[Path], obj: dict) -> None:
 
     atomic_write_text(path, json.dumps(obj, indent=2))
     typer.echo(f"wrote {path}")
+
+
+# -- backtest ----------------------------------------------------------------------------------
+@app.command()
+def backtest(
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint path or glob (newest match is used), e.g. 'checkpoints/rl_v2/model_final_*.pt'."),
+    start: Optional[str] = typer.Option(None, "--start", help="First day of the test period (default: the checkpoint config's test_start)."),
+    end: Optional[str] = typer.Option(None, "--end", help="Last day of the test period (default: the config's test_end)."),
+    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP + " Default: the checkpoint's."),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    cache_path: Optional[str] = typer.Option(None, "--cache-path", help="Tensor cache of the test panel (from `rltrader data fetch --cache-out`)."),
+    fees: Optional[float] = typer.Option(None, "--fees", help="Fees as a fraction of traded notional (default: the checkpoint's)."),
+    slippage: Optional[float] = typer.Option(None, "--slippage", help="Slippage as a fraction of price (default: the checkpoint's)."),
+    execution: Optional[str] = typer.Option(None, "--execution", help="next_open (fill at the next day's open) or close (fill at the decision day's close). Default: the checkpoint's."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSON report path (default reports/eval_YYYYMMDD.json); the returns CSV is written beside it."),
+    weights_out: Optional[Path] = typer.Option(None, "--weights-out", help="Also write the RL target weights (dates x assets, empty = HOLD) as CSV."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a quantstats HTML tearsheet of the RL policy."),
+    benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe (e.g. SPY) or EQ_WEIGHT."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Allow a test period that overlaps the training period (flagged in the report)."),
+    check: bool = typer.Option(False, "--check", help="Exit with code 1 when any v2 criterion fails."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the RANDOM baseline."),
+) -> None:
+    """Backtest a checkpoint out of sample against the baselines with vectorbt; write the JSON report."""
+    from backtests.backtest_cli import backtest_command
+
+    result = backtest_command(model, start, end, data_source, csv_dir, cache_path, fees, slippage, execution,
+                              output, weights_out, html, benchmark, allow_overlap, check, seed)
+    if check and not result.passed:
+        raise typer.Exit(1)
