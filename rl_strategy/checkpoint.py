@@ -37,8 +37,8 @@ def _feed(h: "hashlib._Hash", obj: Any) -> None:
             _feed(h, item)
         h.update(b"]")
     elif isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     else:
         h.update(repr(obj).encode())
