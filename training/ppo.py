@@ -117,7 +117,7 @@ class PPOTrainer:
         self.device = env.device
         self.total_timesteps = total_timesteps
         self.batch = cfg.n_steps * env.n_envs
-        self.n_updates = max(1, total_timesteps // self.batch)
+        self.n_updates = max(1, -(-total_timesteps // self.batch))  # ceil: at least the budget asked for
         self.segment = min(env.episode_length, cfg.n_steps)
         self.n_segments = cfg.n_steps // self.segment
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
