@@ -39,6 +39,42 @@ def main() -> None:
         sys.exit(1)
 
 
+
+# -- data --------------------------------------------------------------------------------------
+@data_app.command("fetch")
+def data_fetch(
+    tickers: str = typer.Option("SPY,QQQ,IWM", "--tickers", help="Comma-separated tickers."),
+    start: str = typer.Option("2015-01-01", "--start", help="First day (YYYY-MM-DD)."),
+    end: str = typer.Option("2024-12-31", "--end", help="Last day (YYYY-MM-DD)."),
+    source: str = typer.Option("synthetic", "--source", "--data-source", help=SOURCE_HELP),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic market."),
+    cache_dir: str = typer.Option("data/cache", "--cache-dir", help="Parquet cache of yahoo downloads."),
+    history_days: int = typer.Option(0, "--history-days", help="Also keep this many trading days before --start (feature warm-up)."),
+    cache_out: Optional[Path] = typer.Option(None, "--cache-out", help="Write the validated panel as a tensor cache for `rltrader train --cache-path`."),
+) -> None:
+    """Load and validate a panel (caching yahoo downloads) and print a summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rl_strategy.data import load_market, save_panel_cache
+
+    data = load_market(tickers.split(","), start, end, source=source, csv_dir=csv_dir, cache_dir=cache_dir,
+                       seed=seed, history_days=history_days)
+    close = data.close
+    table = Table(title=f"{data.source}: {len(close) - data.history_rows()} trading days"
+                  + (f" (+{data.history_rows()} history)" if data.history_rows() else ""))
+    for c in ("ticker", "rows", "first day", "last day", "days forward-filled", "last close"):
+        table.add_column(c, justify="left" if c == "ticker" else "right")
+    for t in data.tickers:
+        table.add_row(t, str(len(close)), str(close.index[0].date()), str(close.index[-1].date()),
+                      str(data.filled[t]), f"{close[t].iloc[-1]:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"fingerprint {data.fingerprint}")
+    if cache_out is not None:
+        console.print(f"wrote {save_panel_cache(data, cache_out)}")
+
 # -- training ----------------------------------------------------------------------------------
 CONFIG_HELP = "YAML config (default: the packaged v2 config training/configs/rl_v2_multi_asset.yaml)."
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
@@ -166,3 +202,37 @@ def backtest(
                               output, weights_out, html, benchmark, allow_overlap, check, seed)
     if check and not result.passed:
         raise typer.Exit(1)
+
+
+# -- reports -----------------------------------------------------------------------------------
+@app.command()
+def report(
+    input: Path = typer.Option(..., "--input", "-i", help="A JSON report written by `rltrader backtest` (its returns CSV must be beside it)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="quantstats tearsheet path (default: <input>.tearsheet.html)."),
+    comparison: Optional[Path] = typer.Option(None, "--comparison", help="Comparison page path (default: <input>.comparison.html)."),
+    benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe or EQ_WEIGHT."),
+) -> None:
+    """Rebuild the tearsheet and the comparison page from a saved report, without re-running the policy."""
+    from reports.comparison import write_comparison
+    from reports.tearsheet import write_tearsheet
+
+    typer.echo(f"wrote {write_tearsheet(input, html or input.with_suffix('.tearsheet.html'), benchmark)}")
+    typer.echo(f"wrote {write_comparison(input, comparison or input.with_suffix('.comparison.html'))}")
+
+
+@app.command()
+def quickstart(
+    out: Path = typer.Option(Path("reports/quickstart"), "--out", help="Folder for the checkpoint, JSON report, tearsheet and comparison page."),
+    timesteps: int = typer.Option(524_288, "--timesteps", help="Training budget (the v2 default is 5,000,000)."),
+    n_envs: int = typer.Option(1024, "--n-envs", help="Parallel environments."),
+    data_source: str = typer.Option("synthetic", "--data-source", help=SOURCE_HELP),
+    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    seed: int = typer.Option(1, "--seed", help="Training seed."),
+) -> None:
+    """Train briefly, backtest out of sample and write every report: the whole pipeline, offline by default."""
+    from reports.quickstart import quickstart as run
+
+    if csv_dir and data_source == "synthetic":
+        data_source = "csv"
+    run(out, timesteps, n_envs, data_source, csv_dir, device, seed)

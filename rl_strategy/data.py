@@ -167,14 +167,28 @@ def _from_yahoo(tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp,
 
 
 def _download(tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    import logging
+    import warnings
+
     import yfinance as yf
 
+    # yfinance logs every failed request and trips pandas deprecation warnings: the one-line
+    # error below says what failed, so silence its logger and those warnings for this call only.
+    logger = logging.getLogger("yfinance")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        raw = yf.download(list(tickers), start=start.strftime("%Y-%m-%d"),
-                          end=(end + pd.Timedelta(days=1)).strftime("%Y-%m-%d"), auto_adjust=True,
-                          progress=False, group_by="ticker", threads=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", module="yfinance")
+            raw = yf.download(list(tickers), start=start.strftime("%Y-%m-%d"),
+                              end=(end + pd.Timedelta(days=1)).strftime("%Y-%m-%d"), auto_adjust=True,
+                              progress=False, group_by="ticker", threads=False)
     except Exception as exc:  # yfinance raises many types on network trouble
         raise RLTraderError(f"yahoo download failed for {', '.join(tickers)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    finally:
+        logger.setLevel(level)
     out, failed = {}, []
     for t in tickers:
         try:
@@ -263,7 +277,7 @@ def save_panel_cache(data: MarketData, path: str | Path) -> Path:
     from rl_strategy.atomic import atomic_write_bytes
 
     payload = {"format": "rl-trader-panel/1", "tickers": list(data.tickers), "fields": list(FIELDS),
-               "dates": torch.as_tensor(data.panel.index.asi8), "values": torch.as_tensor(data.panel.to_numpy()),
+               "dates": torch.as_tensor(data.panel.index.as_unit("ns").asi8), "values": torch.as_tensor(data.panel.to_numpy()),
                "source": data.source, "fingerprint": data.fingerprint, "filled": dict(data.filled),
                "period_start": str(data.period_start.date())}
     return atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
