@@ -1,0 +1,62 @@
+"""quantstats HTML tearsheet of the RL policy, rebuilt from a saved report (offline).
+
+The benchmark is handed to quantstats as a returns series from the report (given a ticker
+string, quantstats would download it): `SPY` means the ALL_SPY baseline (buy and hold with the
+same costs), `EQ_WEIGHT` the equal-weight daily-rebalanced benchmark of the reward.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from rl_strategy.atomic import atomic_write_text
+from rl_strategy.errors import RLTraderError
+from reports.json_report import read_report
+
+
+def benchmark_returns(report: dict, frame: pd.DataFrame, benchmark: str) -> pd.Series:
+    tickers = report["data"]["tickers"]
+    if benchmark == "EQ_WEIGHT":
+        return frame["EQ_BENCHMARK"].rename("EQ_WEIGHT")
+    if benchmark in tickers and f"ALL_{benchmark}" in frame.columns:
+        return frame[f"ALL_{benchmark}"].rename(benchmark)
+    raise RLTraderError(f"unknown benchmark {benchmark!r}: use one of {', '.join(tickers)} or EQ_WEIGHT")
+
+
+def title_of(report: dict, benchmark: str) -> str:
+    c, d = report["costs"], report["data"]
+    return (f"RL {Path(report['model']['path']).name} vs {benchmark}, {d['first_day']}..{d['last_day']}, "
+            f"fees {100 * c['fees']:g}%, slippage {100 * c['slippage']:g}%, {c['execution']}")
+
+
+def write_tearsheet(report_path: str | Path, html_path: str | Path, benchmark: str = "SPY") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    report, frame = read_report(report_path)
+    bench = benchmark_returns(report, frame, benchmark)
+    returns = frame["RL"].rename("RL")
+    import quantstats as qs
+
+    html_path = Path(html_path)
+    tmp = html_path.with_name(f".{html_path.name}.tmp")
+    font_logger = logging.getLogger("matplotlib.font_manager")
+    level = font_logger.level
+    font_logger.setLevel(logging.ERROR)  # "findfont: Font family ... not found" for every chart
+    try:
+        with warnings.catch_warnings():
+            # quantstats and seaborn trip pandas/matplotlib deprecations on every chart
+            for category in (FutureWarning, DeprecationWarning, RuntimeWarning, UserWarning):
+                warnings.filterwarnings("ignore", category=category, module=r"(quantstats|seaborn|matplotlib|pandas)")
+            warnings.filterwarnings("ignore", message=".*(inplace|Pandas4Warning|deprecated).*")
+            qs.reports.html(returns, benchmark=bench, output=str(tmp), title=title_of(report, benchmark),
+                            periods_per_year=252, download_filename=html_path.name)
+        text = tmp.read_text(encoding="utf-8")
+    finally:
+        font_logger.setLevel(level)
+        tmp.unlink(missing_ok=True)
+    return atomic_write_text(html_path, text)
