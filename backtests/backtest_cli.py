@@ -14,22 +14,31 @@ from rl_strategy.strategy import RLPolicy
 from reports.json_report import write_report
 
 PERCENT = {"cagr", "total_return", "volatility", "max_drawdown", "turnover", "alpha"}
+HEADERS = {"rank": "#", "sharpe": "Sharpe", "sortino": "Sortino", "cagr": "CAGR", "total_return": "Total",
+           "volatility": "Vol", "max_drawdown": "MaxDD", "calmar": "Calmar", "turnover": "Turnover",
+           "rebalances": "Rebal", "alpha": "Alpha", "information_ratio": "IR"}
 
 
 def default_report_path() -> Path:
     return Path("reports") / f"eval_{datetime.now():%Y%m%d}.json"
 
 
+def wide_console() -> Console:
+    """At least 120 columns: the ranked table has 13 columns and is unreadable when squeezed."""
+    width = Console().width
+    return Console(width=max(width, 120))
+
+
 def print_result(result: BacktestResult, console: Console) -> None:
     d = result.returns.index
     title = (f"Out of sample {d[0].date()}..{d[-1].date()} ({len(d)} days), fees {result.costs['fees']:g}, "
              f"slippage {result.costs['slippage']:g}, {result.costs['execution']}")
-    table = Table(title=title)
+    table = Table(title=title, pad_edge=False, padding=(0, 1))
     cols = ["rank", "sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "calmar",
             "turnover", "rebalances", "alpha", "information_ratio"]
-    table.add_column("policy", style="bold")
+    table.add_column("policy", style="bold", no_wrap=True)
     for c in cols:
-        table.add_column(c.replace("_", " "), justify="right")
+        table.add_column(HEADERS[c], justify="right", no_wrap=True)
     for name, row in result.table.iterrows():
         cells = []
         for c in cols:
@@ -39,7 +48,7 @@ def print_result(result: BacktestResult, console: Console) -> None:
             elif v != v:
                 cells.append("-")
             else:
-                cells.append(f"{100 * v:.2f}%" if c in PERCENT else f"{v:.3f}")
+                cells.append(f"{100 * v:.1f}%" if c in PERCENT else f"{v:.2f}")
         table.add_row(name, *cells, style="cyan" if name == "RL" else None)
     console.print(table)
 
@@ -56,7 +65,7 @@ def backtest_command(model: str, start: str | None, end: str | None, data_source
                      cache_path: str | None, fees: float | None, slippage: float | None, execution: str | None,
                      output: Path | None, weights_out: Path | None, html: Path | None, benchmark: str,
                      allow_overlap: bool, check: bool, seed: int) -> BacktestResult:
-    console = Console()
+    console = wide_console()
     policy = RLPolicy.load(model)
     data = load_backtest_data(policy.checkpoint, start, end, data_source, csv_dir, cache_path, None)
     result = run_backtest(policy, data, fees=fees, slippage=slippage, execution=execution,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rl_strategy.atomic import atomic_write_text
 from reports.json_report import REGIME_COLUMN, read_report
+from rl_strategy.atomic import atomic_write_text
 
 PERCENT = {"cagr", "total_return", "volatility", "max_drawdown", "turnover", "alpha"}
 COLUMNS = ("rank", "sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "calmar",

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
-
-from backtests.backtest_cli import print_result
+from backtests.backtest_cli import print_result, wide_console
 from backtests.evaluate import load_backtest_data, run_backtest
 from reports.comparison import write_comparison
 from reports.json_report import write_report
@@ -22,7 +20,7 @@ from training.train import build_session, run_training
 
 def quickstart(out: Path, timesteps: int, n_envs: int, source: str, csv_dir: str | None, device: str,
                seed: int) -> dict[str, Path]:
-    console = Console()
+    console = wide_console()
     settings = load_settings(None, {"run.timesteps": timesteps, "ppo.n_envs": n_envs, "data.source": source,
                                     "data.csv_dir": csv_dir, "run.device": device, "run.seed": seed,
                                     "run.out": str(out / "checkpoints"), "run.checkpoint_every": 10_000})

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.json_report import read_report
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.errors import RLTraderError
-from reports.json_report import read_report
 
 
 def benchmark_returns(report: dict, frame: pd.DataFrame, benchmark: str) -> pd.Series:
@@ -49,12 +49,14 @@ def write_tearsheet(report_path: str | Path, html_path: str | Path, benchmark: s
     font_logger.setLevel(logging.ERROR)  # "findfont: Font family ... not found" for every chart
     try:
         with warnings.catch_warnings():
-            # quantstats and seaborn trip pandas/matplotlib deprecations on every chart
-            for category in (FutureWarning, DeprecationWarning, RuntimeWarning, UserWarning):
-                warnings.filterwarnings("ignore", category=category, module=r"(quantstats|seaborn|matplotlib|pandas)")
-            warnings.filterwarnings("ignore", message=".*(inplace|Pandas4Warning|deprecated).*")
+            # quantstats and seaborn trip pandas/matplotlib deprecations (and a ticklabel
+            # UserWarning) on every chart; the warnings are attributed to their modules
+            for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning, UserWarning,
+                             RuntimeWarning):
+                warnings.filterwarnings("ignore", category=category, module=r"(quantstats|seaborn)(\.|$)")
             qs.reports.html(returns, benchmark=bench, output=str(tmp), title=title_of(report, benchmark),
-                            periods_per_year=252, download_filename=html_path.name)
+                            periods_per_year=252, download_filename=html_path.name,
+                            match_dates=False)  # keep the report's whole period, cash days included
         text = tmp.read_text(encoding="utf-8")
     finally:
         font_logger.setLevel(level)

@@ -18,3 +18,20 @@ def market_dir() -> Path:
             pytest.fail(f"real market data missing at {MARKET_DIR} (required under CI)")
         pytest.skip(f"real market data not found at {MARKET_DIR}")
     return MARKET_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(market_dir, tmp_path_factory) -> list[Path]:
+    """Two small checkpoints trained on real 2015-2019 data (seconds on CPU)."""
+    from training.config import load_settings
+    from training.train import build_session, run_training
+
+    paths = []
+    for seed in (1, 2):
+        out = tmp_path_factory.mktemp(f"ck{seed}")
+        settings = load_settings(None, {"data.source": "csv", "data.csv_dir": str(market_dir), "ppo.n_envs": 64,
+                                        "ppo.n_steps": 32, "ppo.minibatches": 4, "env.episode_length": 64,
+                                        "run.timesteps": 64 * 32 * 2, "run.device": "cpu", "run.seed": seed,
+                                        "run.out": str(out)})
+        paths.append(run_training(build_session(settings)).final_checkpoint)
+    return paths
