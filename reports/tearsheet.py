@@ -19,6 +19,7 @@ from rl_strategy.errors import RLTraderError
 
 
 def benchmark_returns(report: dict, frame: pd.DataFrame, benchmark: str) -> pd.Series:
+    """The benchmark as a returns series from the report, so quantstats never downloads one."""
     tickers = report["data"]["tickers"]
     if benchmark == "EQ_WEIGHT":
         return frame["EQ_BENCHMARK"].rename("EQ_WEIGHT")
@@ -28,12 +29,14 @@ def benchmark_returns(report: dict, frame: pd.DataFrame, benchmark: str) -> pd.S
 
 
 def title_of(report: dict, benchmark: str) -> str:
+    """Model, benchmark, period and costs: a tearsheet must say what it was computed under."""
     c, d = report["costs"], report["data"]
     return (f"RL {Path(report['model']['path']).name} vs {benchmark}, {d['first_day']}..{d['last_day']}, "
             f"fees {100 * c['fees']:g}%, slippage {100 * c['slippage']:g}%, {c['execution']}")
 
 
 def write_tearsheet(report_path: str | Path, html_path: str | Path, benchmark: str = "SPY") -> Path:
+    """Render the RL policy's quantstats tearsheet from a saved report, offline and quietly."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -174,3 +174,28 @@ def test_env_state_roundtrip(real):
         oa, ra, *_ = a.step(acts[k])
         ob, rb, *_ = b.step(acts[k])
         assert torch.equal(oa, ob) and torch.equal(ra, rb)
+
+
+def test_gymnasium_adapters(real):
+    gym = pytest.importorskip("gymnasium")
+    from gymnasium.utils.env_checker import check_env
+
+    from training.gym_adapters import MarketGymEnv, MarketVectorEnv
+
+    market = prepare_training_market(real, "next_open")
+    table = build_regime_table(tuple(TICKERS))
+    env = MarketGymEnv(market, table, episode_length=20)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=3)
+    steps, truncated = 0, False
+    while not truncated:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+    assert steps == 20 and not terminated and env.observation_space.contains(obs)
+
+    venv = MarketVectorEnv(market, table, n_envs=4, episode_length=3)
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (4, 64) and isinstance(venv, gym.vector.VectorEnv)
+    for _ in range(3):
+        obs, reward, term, trunc, info = venv.step(np.zeros(4, dtype=np.int64))
+    assert trunc.all() and info["final_obs"].shape == (4, 64) and reward.shape == (4,)
