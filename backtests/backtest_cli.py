@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from backtests.evaluate import BacktestResult, load_backtest_data, run_backtest
+from reports.json_report import write_report
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.strategy import RLPolicy
-from reports.json_report import write_report
 
 PERCENT = {"cagr", "total_return", "volatility", "max_drawdown", "turnover", "alpha"}
 HEADERS = {"rank": "#", "sharpe": "Sharpe", "sortino": "Sortino", "cagr": "CAGR", "total_return": "Total",

@@ -7,8 +7,8 @@ on the RL policy's first decision day so every policy is invested over the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -6,7 +6,8 @@ come from vectorbt's returns accessor with 252-day annualisation (equal to quant
 ratios, as in quantstats). Against the equal-weight benchmark: the information ratio (mean
 over std of daily active returns, not annualised, as quantstats defines it) and vectorbt's
 alpha, the compounded annual form of quantstats' greeks alpha: (1 + alpha_qs / 252)^252 - 1.
-(vectorbt is used rather than quantstats here: importing quantstats costs ~2.5 s.) Turnover is defined here because neither library has it:
+(vectorbt is used rather than quantstats here: importing quantstats costs ~2.5 s.)
+Turnover is defined here because neither library has it:
 
     turnover = mean over days of  sum_j |traded value_j| / 2 / portfolio value
 

@@ -23,7 +23,7 @@ from rl_strategy.errors import RLTraderError
 FORMAT = "rl-trader-checkpoint/1"
 
 
-def _feed(h: "hashlib._Hash", obj: Any) -> None:
+def _feed(h: hashlib._Hash, obj: Any) -> None:
     """Canonical, order-stable hashing of the nested payload."""
     if isinstance(obj, dict):
         h.update(b"{")

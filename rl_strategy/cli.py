@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -47,11 +46,11 @@ def data_fetch(
     start: str = typer.Option("2015-01-01", "--start", help="First day (YYYY-MM-DD)."),
     end: str = typer.Option("2024-12-31", "--end", help="Last day (YYYY-MM-DD)."),
     source: str = typer.Option("synthetic", "--source", "--data-source", help=SOURCE_HELP),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic market."),
     cache_dir: str = typer.Option("data/cache", "--cache-dir", help="Parquet cache of yahoo downloads."),
     history_days: int = typer.Option(0, "--history-days", help="Also keep this many trading days before --start (feature warm-up)."),
-    cache_out: Optional[Path] = typer.Option(None, "--cache-out", help="Write the validated panel as a tensor cache for `rltrader train --cache-path`."),
+    cache_out: Path | None = typer.Option(None, "--cache-out", help="Write the validated panel as a tensor cache for `rltrader train --cache-path`."),
 ) -> None:
     """Load and validate a panel (caching yahoo downloads) and print a summary."""
     from rich.console import Console
@@ -80,7 +79,7 @@ CONFIG_HELP = "YAML config (default: the packaged v2 config training/configs/rl_
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
 
 
-def _settings(config: Optional[Path], **overrides):
+def _settings(config: Path | None, **overrides):
     from training.config import load_settings
 
     return load_settings(config, overrides)
@@ -88,16 +87,16 @@ def _settings(config: Optional[Path], **overrides):
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="Total environment timesteps to train for."),
-    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel environments (episodes) per rollout."),
-    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the policy init, sampling and episode starts."),
-    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
-    cache_path: Optional[str] = typer.Option(None, "--cache-path", help="Tensor cache of the training panel written by `rltrader data fetch --cache-out`."),
-    out: Optional[str] = typer.Option(None, "--out", help="Folder for checkpoints and the metrics CSV."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint to continue from (its config is used; --timesteps, --device and --out may change)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    timesteps: int | None = typer.Option(None, "--timesteps", help="Total environment timesteps to train for."),
+    n_envs: int | None = typer.Option(None, "--n-envs", help="Parallel environments (episodes) per rollout."),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for the policy init, sampling and episode starts."),
+    data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    cache_path: str | None = typer.Option(None, "--cache-path", help="Tensor cache of the training panel written by `rltrader data fetch --cache-out`."),
+    out: str | None = typer.Option(None, "--out", help="Folder for checkpoints and the metrics CSV."),
+    resume: Path | None = typer.Option(None, "--resume", help="Checkpoint to continue from (its config is used; --timesteps, --device and --out may change)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train the GRU policy with recurrent PPO on the config's training period."""
@@ -111,16 +110,17 @@ def train(
 # -- benchmarks --------------------------------------------------------------------------------
 @bench_app.command("env")
 def bench_env(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     sizes: str = typer.Option("256,2048,8192", "--n-envs", help="Comma-separated numbers of parallel envs."),
     steps: int = typer.Option(500, "--steps", help="Timed steps per size (after 20 warm-up steps)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """Environment steps per second with random actions at several n_envs."""
-    from training.bench import bench_env as run_bench, machine
+    from training.bench import bench_env as run_bench
+    from training.bench import machine
     from training.config import resolve_device
 
     dev = resolve_device(device)
@@ -132,16 +132,17 @@ def bench_env(
 
 @bench_app.command("train")
 def bench_train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     updates: int = typer.Option(3, "--updates", help="Timed PPO updates (after one warm-up update)."),
-    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Override the config's ppo.n_envs."),
+    n_envs: int | None = typer.Option(None, "--n-envs", help="Override the config's ppo.n_envs."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """End-to-end PPO training timesteps per second at the config's settings."""
-    from training.bench import bench_train as run_bench, machine
+    from training.bench import bench_train as run_bench
+    from training.bench import machine
 
     settings = _settings(config, **{"data.source": data_source, "data.csv_dir": csv_dir, "ppo.n_envs": n_envs,
                                     "run.device": device})
@@ -164,7 +165,7 @@ def _print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
     Console().print(table)
 
 
-def _write_json(path: Optional[Path], obj: dict) -> None:
+def _write_json(path: Path | None, obj: dict) -> None:
     if path is None:
         return
     import json
@@ -179,17 +180,17 @@ def _write_json(path: Optional[Path], obj: dict) -> None:
 @app.command()
 def backtest(
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint path or glob (newest match is used), e.g. 'checkpoints/rl_v2/model_final_*.pt'."),
-    start: Optional[str] = typer.Option(None, "--start", help="First day of the test period (default: the checkpoint config's test_start)."),
-    end: Optional[str] = typer.Option(None, "--end", help="Last day of the test period (default: the config's test_end)."),
-    data_source: Optional[str] = typer.Option(None, "--data-source", help=SOURCE_HELP + " Default: the checkpoint's."),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
-    cache_path: Optional[str] = typer.Option(None, "--cache-path", help="Tensor cache of the test panel (from `rltrader data fetch --cache-out`)."),
-    fees: Optional[float] = typer.Option(None, "--fees", help="Fees as a fraction of traded notional (default: the checkpoint's)."),
-    slippage: Optional[float] = typer.Option(None, "--slippage", help="Slippage as a fraction of price (default: the checkpoint's)."),
-    execution: Optional[str] = typer.Option(None, "--execution", help="next_open (fill at the next day's open) or close (fill at the decision day's close). Default: the checkpoint's."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSON report path (default reports/eval_YYYYMMDD.json); the returns CSV is written beside it."),
-    weights_out: Optional[Path] = typer.Option(None, "--weights-out", help="Also write the RL target weights (dates x assets, empty = HOLD) as CSV."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write a quantstats HTML tearsheet of the RL policy."),
+    start: str | None = typer.Option(None, "--start", help="First day of the test period (default: the checkpoint config's test_start)."),
+    end: str | None = typer.Option(None, "--end", help="Last day of the test period (default: the config's test_end)."),
+    data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP + " Default: the checkpoint's."),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    cache_path: str | None = typer.Option(None, "--cache-path", help="Tensor cache of the test panel (from `rltrader data fetch --cache-out`)."),
+    fees: float | None = typer.Option(None, "--fees", help="Fees as a fraction of traded notional (default: the checkpoint's)."),
+    slippage: float | None = typer.Option(None, "--slippage", help="Slippage as a fraction of price (default: the checkpoint's)."),
+    execution: str | None = typer.Option(None, "--execution", help="next_open (fill at the next day's open) or close (fill at the decision day's close). Default: the checkpoint's."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="JSON report path (default reports/eval_YYYYMMDD.json); the returns CSV is written beside it."),
+    weights_out: Path | None = typer.Option(None, "--weights-out", help="Also write the RL target weights (dates x assets, empty = HOLD) as CSV."),
+    html: Path | None = typer.Option(None, "--html", help="Also write a quantstats HTML tearsheet of the RL policy."),
     benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe (e.g. SPY) or EQ_WEIGHT."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Allow a test period that overlaps the training period (flagged in the report)."),
     check: bool = typer.Option(False, "--check", help="Exit with code 1 when any v2 criterion fails."),
@@ -208,8 +209,8 @@ def backtest(
 @app.command()
 def report(
     input: Path = typer.Option(..., "--input", "-i", help="A JSON report written by `rltrader backtest` (its returns CSV must be beside it)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="quantstats tearsheet path (default: <input>.tearsheet.html)."),
-    comparison: Optional[Path] = typer.Option(None, "--comparison", help="Comparison page path (default: <input>.comparison.html)."),
+    html: Path | None = typer.Option(None, "--html", help="quantstats tearsheet path (default: <input>.tearsheet.html)."),
+    comparison: Path | None = typer.Option(None, "--comparison", help="Comparison page path (default: <input>.comparison.html)."),
     benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe or EQ_WEIGHT."),
 ) -> None:
     """Rebuild the tearsheet and the comparison page from a saved report, without re-running the policy."""
@@ -226,7 +227,7 @@ def quickstart(
     timesteps: int = typer.Option(524_288, "--timesteps", help="Training budget (the v2 default is 5,000,000)."),
     n_envs: int = typer.Option(1024, "--n-envs", help="Parallel environments."),
     data_source: str = typer.Option("synthetic", "--data-source", help=SOURCE_HELP),
-    csv_dir: Optional[str] = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     seed: int = typer.Option(1, "--seed", help="Training seed."),
 ) -> None:

@@ -1,8 +1,9 @@
 """Market features and the observation layout, shared by the environment and the strategy.
 
 Features are computed once over the whole panel from closing prices alone (so a researcher
-with only a close panel can run the policy). Row t uses closes up to day t only, and normalisation uses fixed constants, never statistics of the sample, so no
-future information can enter an observation. The observation is:
+with only a close panel can run the policy). Row t uses closes up to day t only, and
+normalisation uses fixed constants, never statistics of the sample, so no future information
+can enter an observation. The observation is:
 
     [market features of day t, asset-major]   n_assets x 8
     [portfolio weights: CASH, *assets]        n_assets + 1   (drifted, at day t's close)

@@ -41,7 +41,7 @@ def fit(market_dir: Path) -> dict:
     vol = vol.loc[rets.index]
     stress = (vol > vol.quantile(0.8)).to_numpy().astype(int)
     trans = np.zeros((2, 2))
-    for a, b in zip(stress[:-1], stress[1:]):
+    for a, b in zip(stress[:-1], stress[1:], strict=True):
         trans[a, b] += 1
     trans /= trans.sum(axis=1, keepdims=True)
     regimes = []

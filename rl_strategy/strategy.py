@@ -48,7 +48,7 @@ class RLPolicy:
         self.slippage: float = env_cfg["slippage"]
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "RLPolicy":
+    def load(cls, path: str | Path, device: str = "cpu") -> RLPolicy:
         return cls(load_checkpoint(resolve_model_path(str(path))), device)
 
     @property

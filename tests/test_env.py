@@ -124,7 +124,7 @@ def test_reward_is_net_return_minus_benchmark_by_hand(real):
 def test_episode_truncates_and_auto_resets(real):
     market = prepare_training_market(real, "next_open")
     env = MarketEnv(market, build_regime_table(tuple(TICKERS)), n_envs=4, episode_length=3, seed=1)
-    for k in range(3):
+    for _ in range(3):
         obs, reward, term, trunc, info = env.step(torch.zeros(4, dtype=torch.long))
     assert trunc.all() and not term.any()
     assert info["final_obs"].shape == (4, 64)
@@ -138,7 +138,7 @@ def test_no_look_ahead_observations_and_rewards(real):
     rng = np.random.default_rng(7)
     close, open_ = real.close, real.open
     for t_cut in rng.integers(WARMUP + 50, len(close) - 50, size=5):
-        def trajectory(c: pd.DataFrame, o: pd.DataFrame):
+        def trajectory(c: pd.DataFrame, o: pd.DataFrame, t_cut: int = int(t_cut)):
             market = prepare_market(c, o, "next_open", WARMUP)
             env = MarketEnv(market, table, n_envs=2, episode_length=t_cut - WARMUP - 5, dtype=torch.float64)
             obs = [env.reset(torch.tensor([WARMUP, WARMUP + 3]))]

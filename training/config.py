@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from rl_strategy.errors import RLTraderError
 
@@ -24,9 +24,9 @@ SOURCES = ("synthetic", "csv", "yahoo")
 class DataSettings:
     tickers: list[str] = field(default_factory=lambda: ["SPY", "QQQ", "IWM"])
     source: str = "synthetic"
-    csv_dir: Optional[str] = None
+    csv_dir: str | None = None
     cache_dir: str = "data/cache"
-    cache_path: Optional[str] = None  # a tensor cache written by `rltrader data fetch --cache-out`
+    cache_path: str | None = None  # a tensor cache written by `rltrader data fetch --cache-out`
     seed: int = 0                      # synthetic market seed
 
 
@@ -63,7 +63,7 @@ class PPOSettings:
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
-    target_kl: Optional[float] = None
+    target_kl: float | None = None
     norm_adv: bool = True
     hidden: int = 128
 

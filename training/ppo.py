@@ -203,7 +203,7 @@ class PPOTrainer:
         values = stats.div(n_mb).tolist()  # the one host sync of the update
         var_ret = returns.var()
         explained = (1.0 - (returns - buf.values).var() / var_ret).item() if var_ret > 0 else float("nan")
-        out = dict(zip(("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), values))
+        out = dict(zip(("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), values, strict=True))
         out["explained_variance"] = explained
         out["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if self.finished_returns:

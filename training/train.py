@@ -11,15 +11,15 @@ import csv
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from rl_strategy.checkpoint import Checkpoint, load_checkpoint, package_versions, save_checkpoint
+from rl_strategy.checkpoint import Checkpoint, package_versions, save_checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
@@ -145,7 +145,7 @@ class _GracefulInterrupt:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> "_GracefulInterrupt":
+    def __enter__(self) -> _GracefulInterrupt:
         def handler(signum, frame):
             if self.requested:
                 raise KeyboardInterrupt

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -19,7 +18,7 @@ _FLAG_KEYS = {"timesteps": "run.timesteps", "n_envs": "ppo.n_envs", "device": "r
               "out": "run.out"}
 
 
-def train_command(config: Optional[Path], flags: dict, resume: Optional[Path], quiet: bool) -> None:
+def train_command(config: Path | None, flags: dict, resume: Path | None, quiet: bool) -> None:
     console = Console(stderr=True)
     if resume is not None:
         ckpt = load_checkpoint(resume)
