@@ -12,6 +12,7 @@ back-filled: that would leak the future) and counted.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +25,23 @@ from rl_strategy.errors import RLTraderError
 FIELDS = ("Open", "High", "Low", "Close", "Volume")
 PRICE_FIELDS = ("Open", "High", "Low", "Close")
 SOURCES = ("synthetic", "csv", "yahoo")
+CACHE_FORMAT = "rl-trader-panel/1"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
 class MarketData:
+    """A validated panel. Rows before `period_start` are warm-up history (past data only)."""
+
     panel: pd.DataFrame          # index Date; columns MultiIndex (field, ticker); float64
     tickers: tuple[str, ...]
-    source: str
-    fingerprint: str
-    filled: dict[str, int]       # ticker -> days forward-filled inside its series
-    period_start: pd.Timestamp   # first row of the requested period; earlier rows are warm-up history
+    source: str                  # synthetic | csv | yahoo | cache
+    fingerprint: str             # sha256 of tickers, dates and values
+    filled: dict[str, int]       # ticker -> days forward-filled inside the panel
+    period_start: pd.Timestamp   # first row of the requested period
 
     def field(self, name: str) -> pd.DataFrame:
+        """One field as a dates x tickers frame, tickers in the requested order."""
         return self.panel[name][list(self.tickers)]
 
     @property
@@ -59,17 +65,20 @@ class MarketData:
         return self.field("Volume")
 
     def history_rows(self) -> int:
+        """Rows of warm-up history before the requested period."""
         return int(self.panel.index.searchsorted(self.period_start))
 
     def summary(self) -> dict:
+        """Plain values for logs, reports and the CLI table."""
         idx = self.panel.index
-        return {"source": self.source, "tickers": list(self.tickers), "rows": len(idx) - self.history_rows(),
-                "history_rows": self.history_rows(), "first_day": str(self.period_start.date()),
+        return {"source": self.source, "tickers": list(self.tickers), "rows": len(idx),
+                "history_rows": self.history_rows(), "period_rows": len(idx) - self.history_rows(),
+                "first_day": str(idx[0].date()), "period_start": str(self.period_start.date()),
                 "last_day": str(idx[-1].date()), "filled": dict(self.filled), "fingerprint": self.fingerprint}
 
 
 def fingerprint(panel: pd.DataFrame, tickers: Sequence[str]) -> str:
-    """sha256 over the tickers, the ISO dates and the float64 values (C order)."""
+    """sha256 over the tickers, the ISO dates and the float64 values (C order): machine-independent."""
     h = hashlib.sha256()
     h.update(",".join(tickers).encode())
     h.update(",".join(d.strftime("%Y-%m-%d") for d in panel.index).encode())
@@ -77,229 +86,379 @@ def fingerprint(panel: pd.DataFrame, tickers: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-# -- reading one ticker's frame --------------------------------------------------------------------
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+# -- reading one ticker's CSV ----------------------------------------------------------------------
 def read_yfinance_csv(path: Path, ticker: str) -> pd.DataFrame:
-    """A yfinance `to_csv` export: flat `Date,Open,...` header or the two-row Price/Ticker header."""
+    """A yfinance `to_csv` export: the flat `Date,Open,...` header or the multi-ticker one
+    (`Price,...` / `Ticker,...` / often `Date,,,`), columns in any order, Volume optional."""
     try:
-        head = pd.read_csv(path, nrows=3, header=None, dtype=str)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RLTraderError(f"{path}: cannot read CSV ({exc})") from None
-    first_cell = str(head.iloc[0, 0]).strip()
-    try:
-        if first_cell == "Price":  # multi-ticker export: Price row, Ticker row, often a Date row
-            skip = [1, 2] if len(head) > 2 and str(head.iloc[2, 0]).strip() == "Date" else [1]
-            frame = pd.read_csv(path, skiprows=skip, index_col=0)
-        else:
-            frame = pd.read_csv(path, index_col=0)
-        frame.index = pd.to_datetime(frame.index, format="ISO8601", utc=True).tz_localize(None).normalize()
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise RLTraderError(f"{path}: not a yfinance CSV ({str(exc).splitlines()[0]})") from None
-    frame.index.name = "Date"
-    frame.columns = [str(c).strip().title() for c in frame.columns]
-    if "Adj Close" in frame.columns and "Close" not in frame.columns:
+        raw = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RLTraderError(f"{path}: cannot read CSV ({_first_line(exc)})") from None
+    first_col = raw.iloc[:, 0].str.strip()
+    n_head = int(np.argmax(first_col.str.match(_ISO_DATE).to_numpy())) if len(raw) else 0
+    if not len(raw) or not _ISO_DATE.match(first_col.iloc[n_head]):
+        raise RLTraderError(f"{path}: no rows starting with a YYYY-MM-DD date (not a yfinance CSV export)")
+    head = raw.iloc[:n_head]
+    names = _field_names(head, path)
+    keep = _ticker_columns(head, ticker, path)
+    body = raw.iloc[n_head:]
+    frame = pd.DataFrame({names[j]: pd.to_numeric(body.iloc[:, j].str.strip(), errors="coerce") for j in keep})
+    frame.index = _parse_dates(first_col.iloc[n_head:], n_head, path)
+    return _standard_fields(frame, path, ticker)
+
+
+def _field_names(head: pd.DataFrame, path: Path) -> dict[int, str]:
+    """Column position -> field name, from the header row that names the fields."""
+    for _, row in head.iterrows():
+        names = {j: str(row.iloc[j]).strip().title() for j in range(1, len(row))}
+        if {"Close", "Adj Close"} & set(names.values()):
+            return names
+    raise RLTraderError(f"{path}: no header row naming a Close column (not a yfinance CSV export)")
+
+
+def _ticker_columns(head: pd.DataFrame, ticker: str, path: Path) -> list[int]:
+    """The columns of `ticker`: all of them, unless a `Ticker` header row says otherwise."""
+    columns = list(range(1, head.shape[1]))
+    rows = [row for _, row in head.iterrows() if str(row.iloc[0]).strip() == "Ticker"]
+    if not rows:
+        return columns
+    labels = {j: str(rows[0].iloc[j]).strip() for j in columns}
+    mine = [j for j in columns if labels[j] == ticker]
+    if mine:
+        return mine
+    if len(set(labels.values())) == 1:  # a one-ticker export saved under another name
+        return columns
+    raise RLTraderError(f"{path}: holds {', '.join(sorted(set(labels.values())))}, not {ticker}")
+
+
+def _parse_dates(cells: pd.Series, n_head: int, path: Path) -> pd.DatetimeIndex:
+    """The local calendar day of each row (the YYYY-MM-DD prefix: a time or UTC offset is dropped)."""
+    days = pd.to_datetime(cells.str[:10], format="%Y-%m-%d", errors="coerce")
+    if days.isna().any():
+        i = int(np.argmax(days.isna().to_numpy()))
+        raise RLTraderError(f"{path}: unreadable date {cells.iloc[i]!r} on line {n_head + i + 1}")
+    return pd.DatetimeIndex(days, name="Date").as_unit("ns")
+
+
+def _standard_fields(frame: pd.DataFrame, path: Path, ticker: str) -> pd.DataFrame:
+    """FIELDS columns as float64: Adj Close stands in for a missing Close, a missing Volume is 0."""
+    if "Close" not in frame.columns and "Adj Close" in frame.columns:
         frame = frame.rename(columns={"Adj Close": "Close"})
     missing = [f for f in PRICE_FIELDS if f not in frame.columns]
     if missing:
         raise RLTraderError(f"{path}: missing column(s) {', '.join(missing)} for {ticker}")
     if "Volume" not in frame.columns:
         frame["Volume"] = 0.0
-    return frame[list(FIELDS)].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    frame["Volume"] = frame["Volume"].fillna(0.0)  # indices (^VIX) have no volume
+    return frame[list(FIELDS)].astype(np.float64)
 
 
-def _check_series(frame: pd.DataFrame, ticker: str) -> None:
-    idx = frame.index
-    if idx.has_duplicates:
-        raise RLTraderError(f"{ticker}: duplicated date {idx[idx.duplicated()][0].date()}")
-    if not idx.is_monotonic_increasing:
-        raise RLTraderError(f"{ticker}: dates are not sorted (e.g. around {idx[np.argmax(np.diff(idx.asi8) < 0)].date()})")
-    prices = frame[list(PRICE_FIELDS)].to_numpy()
-    bad = ~np.isfinite(prices) | (prices <= 0)
-    if bad.any():
-        row = int(np.argmax(bad.any(axis=1)))
-        raise RLTraderError(f"{ticker}: non-positive or missing price on {idx[row].date()}")
-
-
-# -- sources -----------------------------------------------------------------------------------
+# -- sources -------------------------------------------------------------------------------------
 def _from_csv(tickers: Sequence[str], csv_dir: str | Path | None) -> dict[str, pd.DataFrame]:
     if csv_dir is None:
-        raise RLTraderError("--data-source csv needs --csv-dir (a folder with one <TICKER>.csv per ticker)")
+        raise RLTraderError("the csv source needs --csv-dir (a folder with one <TICKER>.csv per ticker)")
     folder = Path(csv_dir)
     if not folder.is_dir():
         raise RLTraderError(f"CSV folder not found: {folder}")
     missing = [t for t in tickers if not (folder / f"{t}.csv").is_file()]
     if missing:
-        raise RLTraderError(f"no CSV for {', '.join(missing)} in {folder}")
+        raise RLTraderError(f"no CSV for {', '.join(missing)} in {folder} (expected <TICKER>.csv)")
     return {t: read_yfinance_csv(folder / f"{t}.csv", t) for t in tickers}
 
 
-def _from_synthetic(tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp, seed: int) -> dict[str, pd.DataFrame]:
-    from rl_strategy.synthetic import generate_market
+def _from_synthetic(tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp,
+                    seed: int) -> dict[str, pd.DataFrame]:
+    from rl_strategy.synthetic import generate_market  # numpy-heavy: only when asked for
 
     return generate_market(tickers, start, end, seed)
 
 
+# -- yahoo: download + parquet cache -------------------------------------------------------------
 def _cache_file(cache_dir: Path, ticker: str) -> Path:
     return cache_dir / f"{ticker.replace('^', '_').replace('/', '_')}.parquet"
 
 
+def _read_cache(path: Path) -> tuple[pd.DataFrame | None, dict]:
+    """A cached frame and the range it was downloaded for; a corrupt file is re-downloaded."""
+    if not path.is_file():
+        return None, {}
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None, {}
+    return frame, dict(frame.attrs.get("rl_trader", {}))
+
+
+def _covers(frame: pd.DataFrame | None, meta: dict, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    """The download covered [start, end] and `end` was already past then (no newer bar can be missing)."""
+    if frame is None or frame.empty or not {"start", "end", "downloaded"} <= meta.keys():
+        return False
+    covered_to = min(pd.Timestamp(meta["end"]), pd.Timestamp(meta["downloaded"]) - pd.Timedelta(days=1))
+    return pd.Timestamp(meta["start"]) <= start and covered_to >= end
+
+
+def _write_cache(path: Path, frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    from rl_strategy.atomic import atomic_write_bytes
+
+    frame = frame.copy()
+    frame.attrs["rl_trader"] = {"start": str(start.date()), "end": str(end.date()),
+                                "downloaded": str(pd.Timestamp.now().date())}
+    atomic_write_bytes(path, frame.to_parquet)
+
+
 def _from_yahoo(tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp,
                 cache_dir: str | Path | None) -> dict[str, pd.DataFrame]:
-    """Serve from the parquet cache when it covers the range; download the rest."""
+    """Serve each ticker from the parquet cache when it covers the range; download the rest
+    over the union with their cached ranges, so a cache only grows."""
     cache = Path(cache_dir or "data/cache")
-    frames: dict[str, pd.DataFrame] = {}
-    need: list[str] = []
-    for t in tickers:
-        f = _cache_file(cache, t)
-        if f.is_file():
-            cached = pd.read_parquet(f)
-            if len(cached) and cached.index[0] <= start + pd.Timedelta(days=7) and cached.index[-1] >= end - pd.Timedelta(days=7):
-                frames[t] = cached
-                continue
-        need.append(t)
-    if need:
-        for t, frame in _download(need, start, end).items():
-            cache.mkdir(parents=True, exist_ok=True)
-            from rl_strategy.atomic import atomic_write_bytes
-
-            atomic_write_bytes(_cache_file(cache, t), lambda fh, fr=frame: fr.to_parquet(fh))
-            frames[t] = frame
+    cached = {t: _read_cache(_cache_file(cache, t)) for t in tickers}
+    frames = {t: f for t, (f, meta) in cached.items() if f is not None and _covers(f, meta, start, end)}
+    need = [t for t in tickers if t not in frames]
+    if not need:
+        return frames
+    metas = [cached[t][1] for t in need if {"start", "end"} <= cached[t][1].keys()]
+    lo = min([start, *(pd.Timestamp(m["start"]) for m in metas)])
+    hi = max([end, *(pd.Timestamp(m["end"]) for m in metas)])
+    got, failed = _download(need, lo, hi)
+    for t, frame in got.items():  # keep what did arrive even when another ticker failed
+        _write_cache(_cache_file(cache, t), frame, lo, hi)
+        frames[t] = frame
+    if failed:
+        raise RLTraderError(f"yahoo returned no data for {', '.join(failed)} (offline, rate-limited or unknown ticker?)")
     return frames
 
 
-def _download(tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+def _download(tickers: Sequence[str], start: pd.Timestamp,
+              end: pd.Timestamp) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """yf.download; returns the frames it got and the tickers it silently returned nothing for."""
     import logging
     import warnings
 
     import yfinance as yf
 
     # yfinance logs every failed request and trips pandas deprecation warnings: the one-line
-    # error below says what failed, so silence its logger and those warnings for this call only.
+    # error says what failed, so silence its logger and those warnings for this call only.
     logger = logging.getLogger("yfinance")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", module="yfinance")
+            warnings.simplefilter("ignore")
             raw = yf.download(list(tickers), start=start.strftime("%Y-%m-%d"),
                               end=(end + pd.Timedelta(days=1)).strftime("%Y-%m-%d"), auto_adjust=True,
                               progress=False, group_by="ticker", threads=False)
-    except Exception as exc:  # yfinance raises many types on network trouble
-        raise RLTraderError(f"yahoo download failed for {', '.join(tickers)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except Exception as exc:  # noqa: BLE001 - yfinance and its HTTP stack raise many types
+        raise RLTraderError(f"yahoo download failed for {', '.join(tickers)}: {_first_line(exc)}") from None
     finally:
         logger.setLevel(level)
-    out, failed = {}, []
-    for t in tickers:
-        try:
-            frame = raw[t] if isinstance(raw.columns, pd.MultiIndex) else raw
-            frame = frame[list(FIELDS)].dropna(how="all")
-        except (KeyError, TypeError):
-            frame = pd.DataFrame()
-        if frame is None or frame.empty:
-            failed.append(t)
-            continue
-        frame = frame.astype(np.float64)
-        frame.index = pd.to_datetime(frame.index).tz_localize(None).normalize()
-        frame.index.name = "Date"
-        out[t] = frame
-    if failed:
-        raise RLTraderError(f"yahoo returned no data for {', '.join(failed)} (offline, rate-limited or unknown ticker?)")
-    return out
+    got = {t: f for t in tickers if (f := _yahoo_frame(raw, t, len(tickers))) is not None}
+    return got, [t for t in tickers if t not in got]
 
 
-# -- alignment ---------------------------------------------------------------------------------
-def align(frames: dict[str, pd.DataFrame], tickers: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Common span (latest first day .. earliest last day), union of dates inside it, forward-fill only."""
-    first = max(f.index[0] for f in frames.values())
-    last = min(f.index[-1] for f in frames.values())
+def _yahoo_frame(raw: pd.DataFrame | None, ticker: str, n_tickers: int) -> pd.DataFrame | None:
+    """One ticker's OHLCV out of yf.download's frame; None when yfinance returned nothing for it
+    (it gives an empty frame or all-NaN columns instead of raising)."""
+    if not isinstance(raw, pd.DataFrame) or raw.empty:
+        return None
+    if isinstance(raw.columns, pd.MultiIndex):
+        levels = [lv for lv in range(raw.columns.nlevels) if ticker in raw.columns.get_level_values(lv)]
+        if not levels:
+            return None
+        frame = raw.xs(ticker, axis=1, level=levels[0])
+    elif n_tickers == 1:
+        frame = raw
+    else:
+        return None
+    frame = frame.rename(columns=lambda c: str(c).strip().title())
+    if "Close" not in frame.columns:
+        return None
+    frame = frame.dropna(subset=["Close"])  # days only another ticker traded, or nothing at all
+    if frame.empty:
+        return None
+    frame = frame.reindex(columns=list(FIELDS)).astype(np.float64)
+    frame["Volume"] = frame["Volume"].fillna(0.0)
+    index = pd.DatetimeIndex(frame.index)
+    frame.index = (index.tz_localize(None) if index.tz is not None else index).normalize()
+    return frame
+
+
+# -- validation and alignment ----------------------------------------------------------------------
+def _normalize(frame: pd.DataFrame, ticker: str) -> pd.DataFrame:
+    """Every source's frame as FIELDS float64 columns on a tz-naive nanosecond "Date" index
+    (parquet hands back microseconds; mixed units would not align)."""
+    missing = [f for f in FIELDS if f not in frame.columns]
+    if missing:
+        raise RLTraderError(f"{ticker}: the data has no {', '.join(missing)} column(s)")
+    frame = frame[list(FIELDS)].astype(np.float64)
+    index = pd.DatetimeIndex(frame.index)
+    frame.index = (index.tz_localize(None) if index.tz is not None else index).as_unit("ns").rename("Date")
+    return frame
+
+
+def _check_order(frame: pd.DataFrame, ticker: str) -> None:
+    """Duplicated or unsorted dates mean a broken file: refuse rather than guess."""
+    idx = frame.index
+    if idx.has_duplicates:
+        raise RLTraderError(f"{ticker}: duplicated date {idx[idx.duplicated()][0].date()}")
+    if not idx.is_monotonic_increasing:
+        i = int(np.argmax(np.diff(idx.asi8) < 0))
+        raise RLTraderError(f"{ticker}: dates are not sorted ({idx[i + 1].date()} comes after {idx[i].date()})")
+
+
+def _check_prices(frame: pd.DataFrame, ticker: str) -> None:
+    prices = frame[list(PRICE_FIELDS)].to_numpy()
+    bad = ~np.isfinite(prices) | (prices <= 0)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise RLTraderError(f"{ticker}: non-positive or missing price on {frame.index[row].date()} "
+                            f"({PRICE_FIELDS[col]} = {prices[row, col]})")
+
+
+def _calendar(frames: dict[str, pd.DataFrame], tickers: Sequence[str]) -> pd.DatetimeIndex:
+    """Union of the tickers' dates inside their common span (latest first day .. earliest last day)."""
+    first = max(frames[t].index[0] for t in tickers)
+    last = min(frames[t].index[-1] for t in tickers)
     if first > last:
         spans = ", ".join(f"{t} {frames[t].index[0].date()}..{frames[t].index[-1].date()}" for t in tickers)
         raise RLTraderError(f"the tickers' calendars do not overlap ({spans})")
-    dates = pd.DatetimeIndex(sorted(set().union(*(f.loc[first:last].index for f in frames.values()))), name="Date")
+    union = frames[tickers[0]].index
+    for t in tickers[1:]:
+        union = union.union(frames[t].index)
+    return union[(union >= first) & (union <= last)].rename("Date")
+
+
+def _forward_fill(frame: pd.DataFrame, dates: pd.DatetimeIndex, ticker: str) -> tuple[pd.DataFrame, int]:
+    """`frame` on `dates`: a missing day takes the last earlier bar (never a later one).
+    Prices are checked on the rows used, including the bar carried into the first date."""
+    first = frame.index.searchsorted(dates[0], side="right") - 1  # a bar on/before dates[0] exists
+    used = frame.iloc[first:frame.index.searchsorted(dates[-1], side="right")]
+    _check_prices(used, ticker)
+    return used.reindex(dates, method="ffill"), int((~dates.isin(used.index)).sum())
+
+
+def _panel(frames: dict[str, pd.DataFrame], dates: pd.DatetimeIndex,
+           tickers: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
     parts, filled = {}, {}
     for t in tickers:
-        f = frames[t].loc[first:last].reindex(dates)
-        filled[t] = int(f["Close"].isna().sum())
-        parts[t] = f.ffill()  # the first row exists for every ticker (common span): never back-filled
-    panel = pd.concat(parts, axis=1, names=["ticker", "field"]).swaplevel(0, 1, axis=1)
-    panel = panel.reindex(columns=pd.MultiIndex.from_product([FIELDS, list(tickers)], names=["field", "ticker"]))
+        parts[t], filled[t] = _forward_fill(frames[t], dates, t)
+    panel = pd.concat([parts[t][f].rename(t) for f in FIELDS for t in tickers], axis=1)
+    panel.columns = pd.MultiIndex.from_product([FIELDS, list(tickers)], names=["field", "ticker"])
     return panel.astype(np.float64), filled
+
+
+def _clean_tickers(tickers: Sequence[str] | str) -> list[str]:
+    if isinstance(tickers, str):
+        tickers = tickers.split(",")
+    clean = [t.strip() for t in tickers if t and t.strip()]
+    if not clean:
+        raise RLTraderError("no tickers given")
+    dupes = sorted({t for t in clean if clean.count(t) > 1})
+    if dupes:
+        raise RLTraderError(f"ticker(s) given twice: {', '.join(dupes)}")
+    return clean
+
+
+def _parse_day(value, name: str) -> pd.Timestamp:
+    try:
+        day = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise RLTraderError(f"bad {name} date {value!r} ({_first_line(exc)}); use YYYY-MM-DD") from None
+    if pd.isna(day):
+        raise RLTraderError(f"bad {name} date {value!r}; use YYYY-MM-DD")
+    return (day.tz_localize(None) if day.tz is not None else day).normalize()
+
+
+def _load_frames(source: str, tickers: list[str], fetch_start: pd.Timestamp, end: pd.Timestamp,
+                 csv_dir: str | Path | None, cache_dir: str | Path | None, seed: int) -> dict[str, pd.DataFrame]:
+    if source == "csv":
+        return _from_csv(tickers, csv_dir)
+    if source == "synthetic":
+        return _from_synthetic(tickers, fetch_start, end, seed)
+    if source == "yahoo":
+        return _from_yahoo(tickers, fetch_start, end, cache_dir)
+    raise RLTraderError(f"unknown data source {source!r} (use one of {', '.join(SOURCES)})")
 
 
 def load_market(tickers: Sequence[str], start, end, *, source: str = "synthetic",
                 csv_dir: str | Path | None = None, cache_dir: str | Path | None = None, seed: int = 0,
                 history_days: int = 0, min_days: int = 2) -> MarketData:
-    """Load, validate and align `tickers` over [start, end] plus up to `history_days` rows before."""
-    tickers = [t.strip() for t in tickers if t and t.strip()]
-    if not tickers:
-        raise RLTraderError("no tickers given")
-    if len(set(tickers)) != len(tickers):
-        raise RLTraderError(f"duplicated ticker in {','.join(tickers)}")
-    try:
-        start_ts, end_ts = pd.Timestamp(start), pd.Timestamp(end)
-    except ValueError as exc:
-        raise RLTraderError(f"bad date: {exc}") from None
+    """Load, validate and align `tickers` over [start, end], plus up to `history_days` trading
+    rows before `start` (feature warm-up from past data) when the source has them."""
+    tickers = _clean_tickers(tickers)
+    start_ts, end_ts = _parse_day(start, "start"), _parse_day(end, "end")
     if start_ts > end_ts:
         raise RLTraderError(f"start {start_ts.date()} is after end {end_ts.date()}")
-    # Calendar days to cover `history_days` trading rows (holidays included), generously.
+    if history_days < 0 or min_days < 1:
+        raise RLTraderError(f"history_days must be >= 0 and min_days >= 1 (got {history_days}, {min_days})")
+    # Calendar days that hold `history_days` trading rows, holidays included, with room to spare.
     fetch_start = start_ts - pd.Timedelta(days=int(history_days * 1.6) + 10) if history_days else start_ts
-    if source == "csv":
-        frames = _from_csv(tickers, csv_dir)
-    elif source == "synthetic":
-        frames = _from_synthetic(tickers, fetch_start, end_ts, seed)
-    elif source == "yahoo":
-        frames = _from_yahoo(tickers, fetch_start, end_ts, cache_dir)
-    else:
-        raise RLTraderError(f"unknown data source {source!r} (use one of {', '.join(SOURCES)})")
+    frames = _load_frames(source, tickers, fetch_start, end_ts, csv_dir, cache_dir, seed)
     for t in tickers:
-        _check_series(frames[t], t)
+        frames[t] = _normalize(frames[t], t)
+        _check_order(frames[t], t)
         frames[t] = frames[t].loc[fetch_start:end_ts]
-        if frames[t].empty:
+        if frames[t].loc[start_ts:].empty:
             raise RLTraderError(f"{t} has no data between {start_ts.date()} and {end_ts.date()}")
-    panel, filled = align(frames, tickers)
-    in_period = int((panel.index >= start_ts).sum())
+    dates = _calendar(frames, tickers)
+    first_in = int(dates.searchsorted(start_ts))
+    in_period = len(dates) - first_in
     if in_period < min_days:
-        raise RLTraderError(f"{start_ts.date()}..{end_ts.date()} holds {in_period} trading days for "
-                            f"{','.join(tickers)}; at least {min_days} are needed (feature warm-up / episode length)")
-    first_in = int(panel.index.searchsorted(start_ts))
-    panel = panel.iloc[max(0, first_in - history_days):]
-    period_start = panel.index[panel.index.searchsorted(start_ts)]
-    return MarketData(panel=panel, tickers=tuple(tickers), source=source,
-                      fingerprint=fingerprint(panel, tickers), filled=filled, period_start=period_start)
+        raise RLTraderError(f"{start_ts.date()}..{end_ts.date()} holds {in_period} common trading day(s) of "
+                            f"{','.join(tickers)}: shorter than the feature warm-up / minimum of {min_days} days")
+    dates = dates[max(0, first_in - history_days):]
+    panel, filled = _panel(frames, dates, tickers)
+    return MarketData(panel=panel, tickers=tuple(tickers), source=source, fingerprint=fingerprint(panel, tickers),
+                      filled=filled, period_start=dates[min(first_in, history_days)])
 
 
-# -- tensor cache (the v2 --cache-path) -----------------------------------------------------------
+# -- tensor cache (the --cache-path of train and backtest) ---------------------------------------
 def save_panel_cache(data: MarketData, path: str | Path) -> Path:
-    """Save the panel as plain tensors (loadable with weights_only=True), atomically."""
+    """Save the panel as plain tensors, strings, ints and lists (loadable with
+    `torch.load(weights_only=True)`, so loading it runs no pickled code), atomically."""
     import torch
 
     from rl_strategy.atomic import atomic_write_bytes
 
-    payload = {"format": "rl-trader-panel/1", "tickers": list(data.tickers), "fields": list(FIELDS),
-               "dates": torch.as_tensor(data.panel.index.as_unit("ns").asi8), "values": torch.as_tensor(data.panel.to_numpy()),
-               "source": data.source, "fingerprint": data.fingerprint, "filled": dict(data.filled),
+    payload = {"format": CACHE_FORMAT, "tickers": list(data.tickers), "fields": list(FIELDS),
+               "dates": torch.as_tensor(data.panel.index.as_unit("ns").asi8.copy()),
+               "values": torch.as_tensor(np.ascontiguousarray(data.panel.to_numpy(np.float64))),
+               "source": data.source, "fingerprint": data.fingerprint,
+               "filled": {t: int(n) for t, n in data.filled.items()},
                "period_start": str(data.period_start.date())}
     return atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
 
 
 def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None) -> MarketData:
+    """A tensor cache written by `save_panel_cache`; refuses a missing, corrupt or modified file
+    (fingerprint check) and one that holds other tickers than `tickers`."""
+    import pickle
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise RLTraderError(f"panel cache not found: {path}")
     try:
-        p = torch.load(path, weights_only=True)
+        p = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(p, dict) or p.get("format") != CACHE_FORMAT or list(p["fields"]) != list(FIELDS):
+            raise ValueError(f"not an {CACHE_FORMAT} file")
+        cached = list(p["tickers"])
         index = pd.DatetimeIndex(p["dates"].numpy().astype("datetime64[ns]"), name="Date")
-        columns = pd.MultiIndex.from_product([p["fields"], p["tickers"]], names=["field", "ticker"])
-        panel = pd.DataFrame(p["values"].numpy(), index=index, columns=columns)
-    except Exception as exc:
-        raise RLTraderError(f"panel cache {path} cannot be read ({str(exc).splitlines()[0][:160]})") from None
-    if fingerprint(panel, p["tickers"]) != p["fingerprint"]:
+        columns = pd.MultiIndex.from_product([FIELDS, cached], names=["field", "ticker"])
+        panel = pd.DataFrame(p["values"].numpy().astype(np.float64), index=index, columns=columns)
+        filled = {str(t): int(n) for t, n in p["filled"].items()}
+        period_start, expected = pd.Timestamp(p["period_start"]), str(p["fingerprint"])
+    except (OSError, EOFError, RuntimeError, ValueError, TypeError, KeyError, AttributeError,
+            pickle.UnpicklingError) as exc:
+        raise RLTraderError(f"panel cache {path} cannot be read ({_first_line(exc)})") from None
+    if fingerprint(panel, cached) != expected:
         raise RLTraderError(f"panel cache {path} failed its fingerprint check (corrupted or modified)")
-    if tickers is not None and list(tickers) != list(p["tickers"]):
-        raise RLTraderError(f"panel cache {path} holds {','.join(p['tickers'])}, not {','.join(tickers)}")
-    return MarketData(panel=panel, tickers=tuple(p["tickers"]), source=f"cache:{p['source']}",
-                      fingerprint=p["fingerprint"], filled=dict(p["filled"]),
-                      period_start=pd.Timestamp(p["period_start"]))
+    if tickers is not None and list(tickers) != cached:
+        raise RLTraderError(f"panel cache {path} holds {','.join(cached)}, not {','.join(tickers)}")
+    return MarketData(panel=panel, tickers=tuple(cached), source="cache", fingerprint=expected,
+                      filled=filled, period_start=period_start)

@@ -179,3 +179,43 @@ def test_entropy_does_not_collapse_on_real_data(market_dir, tmp_path):
     assert len(entropies) == 8
     assert min(entropies) > 1.5  # uniform over 16 regimes is 2.77; a collapsed policy is near 0
     assert entropies[-1] < entropies[0]  # but it does learn something
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(market_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from rl_strategy.cli import main; sys.argv[0] = 'rltrader'; main()",
+           "train", "--data-source", "csv", "--csv-dir", str(market_dir), "--n-envs", "64", "--timesteps",
+           "100000000", "--device", "cpu", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the first finished update
+        metrics = list(out.glob("metrics_*.csv"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    saved = list(out.glob("model_step_*.pt"))
+    assert len(saved) == 1 and "--resume" in stderr
+    ckpt = load_checkpoint(saved[0])
+    assert ckpt.payload["progress"]["timesteps"] > 0 and "trainer" in ckpt.payload
+
+
+def test_non_finite_loss_stops_with_one_line_error(market_dir, tmp_path, monkeypatch):
+    from training.ppo import PPOTrainer, TrainingDiverged
+
+    session = build_session(_settings(market_dir, tmp_path))
+
+    def boom(self):
+        raise TrainingDiverged("loss became non-finite at update 1")
+
+    monkeypatch.setattr(PPOTrainer, "update", boom)
+    with pytest.raises(RLTraderError, match="training stopped: loss became non-finite.*last good checkpoint"):
+        run_training(session)
+    assert not list((tmp_path / "ck").glob("model_final_*.pt"))
