@@ -20,7 +20,7 @@ from rl_strategy.checkpoint import Checkpoint
 from rl_strategy.data import MarketData, load_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
-from rl_strategy.portfolio import simulate_portfolio
+from rl_strategy.portfolio import simulate_portfolio, value_before_orders
 from rl_strategy.strategy import RLPolicy
 
 #: The environment's float64 accounting must match vectorbt's to this relative tolerance.
@@ -93,9 +93,8 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     stacked = pd.concat(weights, axis=1, names=["policy", "asset"])
     pf = simulate_portfolio(stacked, open_, close, fees=fees, slippage=slippage, execution=execution,
                             init_cash=INIT_CASH)
-    value = pf.value()
-    parity = float(np.max(np.abs(run.equity.iloc[first:].to_numpy()
-                                 / (value[RL_NAME].iloc[first:].to_numpy() / INIT_CASH) - 1.0)))
+    marked = value_before_orders(pf, close, execution)[RL_NAME].iloc[first:].to_numpy() / INIT_CASH
+    parity = float(np.max(np.abs(run.equity.iloc[first:].to_numpy() / marked - 1.0)))
     if not parity <= PARITY_TOLERANCE:
         raise RLTraderError(f"accounting parity failed: environment vs vectorbt equity differ by {parity:.2e} "
                             f"(> {PARITY_TOLERANCE:.0e}); the numbers cannot be trusted")

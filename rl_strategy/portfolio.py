@@ -21,46 +21,79 @@ import pandas as pd
 from rl_strategy.errors import RLTraderError
 
 EXECUTIONS = ("next_open", "close")
-YEAR_FREQ = "252 days"
+YEAR_FREQ = "252 days"  # trading days per year, for every annualised metric
+
+
+def _assets(columns: pd.Index) -> pd.Index:
+    """Asset labels of weight columns (the last level of a MultiIndex)."""
+    return columns.get_level_values(-1) if isinstance(columns, pd.MultiIndex) else columns
 
 
 def _tile(prices: pd.DataFrame, columns: pd.Index) -> pd.DataFrame:
     """Repeat asset prices for every scenario column (the last column level is the asset)."""
-    assets = columns.get_level_values(-1) if isinstance(columns, pd.MultiIndex) else columns
-    missing = sorted(set(assets) - set(prices.columns))
-    if missing:
-        raise RLTraderError(f"no prices for {', '.join(map(str, missing))}")
-    return pd.DataFrame(prices[list(assets)].to_numpy(), index=prices.index, columns=columns)
+    return pd.DataFrame(prices[list(_assets(columns))].to_numpy(), index=prices.index, columns=columns)
+
+
+def _scenario_groups(columns: pd.Index) -> pd.Index:
+    """One cash-sharing group per scenario: the column labels without the asset level."""
+    groups = columns.droplevel(-1)
+    codes = pd.factorize(groups)[0]
+    if (np.diff(codes) < 0).any() or (np.diff(codes) > 1).any():
+        raise RLTraderError("each scenario's asset columns must be adjacent (vectorbt groups are contiguous)")
+    return groups
+
+
+def _check(weights: pd.DataFrame, open_: pd.DataFrame | None, close: pd.DataFrame, execution: str) -> None:
+    """One-line errors for what vectorbt would accept silently or fail on obscurely."""
+    if execution not in EXECUTIONS:
+        raise RLTraderError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+    if execution == "next_open" and open_ is None:
+        raise RLTraderError("next_open execution needs open prices")
+    for name, prices in (("close", close), ("open", open_)):
+        if prices is None:
+            continue
+        if not weights.index.equals(prices.index):
+            raise RLTraderError(f"weights and {name} prices must share the same dates")
+        missing = sorted(set(_assets(weights.columns)) - set(prices.columns), key=str)
+        if missing:
+            raise RLTraderError(f"no {name} prices for {', '.join(map(str, missing))}")
+    values = weights.to_numpy(dtype=np.float64)
+    if not (np.isnan(values) | ((values >= -1e-12) & (values <= 1 + 1e-9))).all():
+        raise RLTraderError("weights must be in [0, 1] (long only, CASH = 1 - row sum)")
+    filled = weights.fillna(0.0)
+    if isinstance(weights.columns, pd.MultiIndex):
+        sums = filled.T.groupby(level=list(range(weights.columns.nlevels - 1)), sort=False).sum().T
+    else:
+        sums = filled.sum(axis=1)
+    if np.max(sums.to_numpy(), initial=0.0) > 1 + 1e-9:
+        raise RLTraderError("weights must have row sums <= 1 (CASH = 1 - row sum)")
 
 
 def simulate_portfolio(weights: pd.DataFrame, open_: pd.DataFrame | None, close: pd.DataFrame, *,
                        fees: float = 0.001, slippage: float = 0.0, execution: str = "next_open",
-                       init_cash: float = 1_000_000.0):
-    """Simulate target-weight decisions with vectorbt; returns a grouped `vbt.Portfolio`.
+                       init_cash: float = 1_000_000.0, group_by=None):
+    """Simulate target-weight decisions with vectorbt; returns a cash-sharing `vbt.Portfolio`.
 
-    `init_cash` is large by default so vectorbt's minimum order size (1e-8 units) never binds.
+    `group_by=None` makes one group per scenario (all column levels but the asset) or, for flat
+    columns, one group. `init_cash` is large by default so vectorbt's minimum order size (1e-8
+    units) never binds; divide `pf.value()` by it for an equity curve starting at 1.
+
+    Annualisation: vectorbt reads `settings.returns["year_freq"]` when a metric is computed, not
+    when the portfolio is built, so this sets it to 252 days (process-wide) before returning;
+    `pf.sharpe_ratio()` then equals `quantstats.stats.sharpe(pf.returns(), periods=252)`.
     """
-    import vectorbt as vbt
+    _check(weights, open_, close, execution)
+    import vectorbt as vbt  # ~3 s; kept out of module import
 
-    if execution not in EXECUTIONS:
-        raise RLTraderError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
-    if not weights.index.equals(close.index):
-        raise RLTraderError("weights and prices must share the same dates")
-    multi = isinstance(weights.columns, pd.MultiIndex)
-    # Group labels: the scenario part of each column (a flat Index when there is one scenario level).
-    group_by = weights.columns.droplevel(-1) if multi else True
-    filled = weights.fillna(0.0)
-    sums = filled.T.groupby(level=list(range(weights.columns.nlevels - 1))).sum().T if multi else filled.sum(axis=1)
-    if (filled.to_numpy() < -1e-12).any() or np.max(sums.to_numpy(), initial=0.0) > 1 + 1e-9:
-        raise RLTraderError("weights must be in [0, 1] with row sums <= 1 (long only, CASH = 1 - sum)")
-    vbt.settings.returns["year_freq"] = YEAR_FREQ  # 252-day annualisation for every metric
+    if group_by is None:
+        group_by = _scenario_groups(weights.columns) if isinstance(weights.columns, pd.MultiIndex) else True
+    vbt.settings.returns["year_freq"] = YEAR_FREQ
     kwargs = dict(size_type="targetpercent", cash_sharing=True, call_seq="auto", group_by=group_by,
                   fees=fees, slippage=slippage, init_cash=init_cash, freq="1D")
     close_t = _tile(close, weights.columns)
     if execution == "close":
         return vbt.Portfolio.from_orders(close_t, size=weights, **kwargs)
-    if open_ is None:
-        raise RLTraderError("next_open execution needs open prices")
+    # The decision of day t fills at day t+1's open: price=open_ without the shift is look-ahead.
     return vbt.Portfolio.from_orders(close_t, size=weights.shift(1), price=_tile(open_, weights.columns), **kwargs)
 
 
@@ -75,7 +108,9 @@ def value_before_orders(pf, close: pd.DataFrame, execution: str) -> pd.DataFrame
         return pf.value()
     units = pf.assets()
     held = units.shift(1).fillna(0.0) * _tile(close, units.columns).to_numpy()
-    held = held.T.groupby(level=list(range(units.columns.nlevels - 1))).sum().T if isinstance(units.columns, pd.MultiIndex) else held.sum(axis=1)
     cash = pf.cash().shift(1)
     cash.iloc[0] = pf.init_cash if np.ndim(pf.init_cash) == 0 else pf.init_cash.to_numpy()
-    return cash + held.to_numpy().reshape(cash.shape)
+    if isinstance(units.columns, pd.MultiIndex):  # sum each scenario's assets, in the groups' order
+        held = held.T.groupby(level=list(range(units.columns.nlevels - 1)), sort=False).sum().T
+        return cash + held.reindex(columns=cash.columns)
+    return cash + held.sum(axis=1)

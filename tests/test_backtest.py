@@ -78,6 +78,11 @@ def test_baselines_and_parity(result):
     np.testing.assert_allclose(spy.iloc[2:].to_numpy(), (c / c.shift(1) - 1).iloc[2:].to_numpy(), atol=1e-7)
 
 
+def test_close_execution_backtest_keeps_parity(tiny_checkpoints, test_data):
+    res = run_backtest(RLPolicy.load(tiny_checkpoints[0]), test_data, execution="close", slippage=0.001)
+    assert res.costs["execution"] == "close" and res.parity_max_rel_diff <= 1e-9
+
+
 def test_target_weights_do_not_look_ahead(tiny_checkpoints, test_data):
     policy = RLPolicy.load(tiny_checkpoints[0])
     close, open_ = test_data.close, test_data.open
