@@ -206,7 +206,8 @@ def simulate_weights(open_: np.ndarray, close: np.ndarray, weights: np.ndarray, 
         shifted = np.full_like(w, np.nan)
         shifted[:, 1:] = w[:, :-1]  # decision of day t fills at day t+1's open
         w = shifted
-    if not (np.isnan(w) | ((w >= 0.0) & (w <= 1.0))).all() or np.nansum(w, axis=2).max(initial=0.0) > 1 + 1e-9:
+    in_range = np.isnan(w) | ((w >= -1e-12) & (w <= 1 + 1e-9))  # same tolerance as simulate_portfolio
+    if not in_range.all() or np.nansum(w, axis=2).max(initial=0.0) > 1 + 1e-9:
         raise RLTraderError("weights must be in [0, 1] with row sums <= 1 (long only, CASH = 1 - sum)")
     if not (np.isfinite(trade_price).all() and np.isfinite(close).all() and (close > 0).all()
             and (trade_price > 0).all()):

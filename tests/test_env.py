@@ -199,3 +199,25 @@ def test_gymnasium_adapters(real):
     for _ in range(3):
         obs, reward, term, trunc, info = venv.step(np.zeros(4, dtype=np.int64))
     assert trunc.all() and info["final_obs"].shape == (4, 64) and reward.shape == (4,)
+
+
+def test_env_matches_numba_kernel(real):
+    """The numba reference kernel is the independent check of the torch accounting."""
+    from rl_strategy.kernel import simulate_weights
+
+    market = prepare_training_market(real, "next_open")
+    table = build_regime_table(tuple(TICKERS))
+    n_envs, length, s = 16, 300, market.first_decision
+    env = MarketEnv(market, table, n_envs=n_envs, episode_length=length, fees=0.002, slippage=0.001,
+                    dtype=torch.float64)
+    env.reset(torch.full((n_envs,), s))
+    actions = _random_actions(np.random.default_rng(5), length, n_envs, table.n_actions)
+    env_values = np.ones((length + 1, n_envs))
+    for k in range(length):
+        _, _, _, _, info = env.step(torch.as_tensor(actions[k]))
+        env_values[k + 1] = (info["final_value"] if k == length - 1 else env.value).numpy()
+    o, c = real.open.to_numpy()[s:s + length + 1], real.close.to_numpy()[s:s + length + 1]
+    w = np.full((n_envs, length + 1, len(TICKERS)), np.nan)
+    w[:, :length] = table.weights[actions.T]
+    kernel = simulate_weights(o, c, w, fees=0.002, slippage=0.001, execution="next_open", init_cash=1e6) / 1e6
+    assert np.max(np.abs(env_values.T / kernel - 1)) <= 1e-9
