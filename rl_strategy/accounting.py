@@ -21,14 +21,14 @@ def rebalance(holdings: torch.Tensor, cash: torch.Tensor, target: torch.Tensor,
     holdings: (B, n) value of each asset at the trade price; cash: (B,);
     target: (B, n) target weights (CASH implied); has_order: (B, 1) float, 1 = trade, 0 = HOLD.
     Returns the new (holdings, cash). Envs without an order are left exactly unchanged.
-    Row sums use a matrix-vector product: on CPU it is ~3x faster than `sum(dim=1)` for n ~ 3.
+    Row sums are fused matrix-vector products (`addmv`): on CPU ~3x faster than `sum(dim=1)` for n ~ 3.
     """
-    ones = torch.ones(holdings.shape[1], device=holdings.device, dtype=holdings.dtype)
-    value = cash + holdings @ ones
+    ones = holdings.new_ones(holdings.shape[1])
+    value = torch.addmv(cash, holdings, ones)
     delta = (target * value.unsqueeze(1) - holdings) * has_order
     # Sells first: they raise cash net of slippage and fees.
     sells = torch.clamp(delta, max=0.0)
-    cash = cash - (sells @ ones) * ((1.0 - slippage) * (1.0 - fees))
+    cash = torch.addmv(cash, sells, ones, alpha=-(1.0 - slippage) * (1.0 - fees))
     holdings = holdings + sells
     # Buys in ascending size (stable: ties keep column order, like vectorbt's insertion sort);
     # each pays up to the cash left, so the last one may be partly filled.
@@ -38,5 +38,5 @@ def rebalance(holdings: torch.Tensor, cash: torch.Tensor, target: torch.Tensor,
     cost_before = torch.cumsum(cost, dim=1) - cost
     paid = torch.minimum(cost, torch.clamp(cash.unsqueeze(1) - cost_before, min=0.0))
     holdings = holdings.scatter_add(1, order_idx, paid / buy_factor)
-    cash = torch.clamp(cash - paid @ ones, min=0.0)  # exactly 0 after a partial fill
+    cash = torch.clamp(torch.addmv(cash, paid, ones, alpha=-1.0), min=0.0)  # exactly 0 after a partial fill
     return holdings, cash
