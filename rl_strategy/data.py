@@ -82,7 +82,7 @@ def fingerprint(panel: pd.DataFrame, tickers: Sequence[str]) -> str:
     h = hashlib.sha256()
     h.update(",".join(tickers).encode())
     h.update(",".join(d.strftime("%Y-%m-%d") for d in panel.index).encode())
-    h.update(np.ascontiguousarray(panel.to_numpy(np.float64)).tobytes())
+    h.update(np.ascontiguousarray(panel.to_numpy(np.float64), dtype="<f8").tobytes())  # little-endian everywhere
     return h.hexdigest()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MARKET_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
+MARKET_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
 
 
 @pytest.fixture(scope="session")

@@ -1,178 +1,442 @@
-"""The data layer: each source, each validation error, fingerprints, forward-fill, synthetic market."""
+"""The data layer: each source, each validation error, fingerprints, forward-fill, history, caches, CLI."""
 
 from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rl_strategy.data import load_market, load_panel_cache, save_panel_cache
+from rl_strategy.data import FIELDS, load_market, load_panel_cache, save_panel_cache
 from rl_strategy.errors import RLTraderError
-from rl_strategy.fit_synthetic import describe
-from rl_strategy.synthetic import generate_market
+
+REAL = ["SPY", "QQQ", "IWM"]
+DAYS = pd.bdate_range("2021-01-04", periods=6)  # Mon 4 .. Mon 11 January 2021
 
 
+def _frame(dates, close) -> pd.DataFrame:
+    close = np.asarray(close, dtype=float)
+    return pd.DataFrame({"Open": close, "High": close * 1.01, "Low": close * 0.99, "Close": close,
+                         "Volume": 1000.0}, index=pd.DatetimeIndex(dates, name="Date"))
+
+
+def _write(folder: Path, ticker: str, dates, close) -> None:
+    """The flat layout: Date,Open,High,Low,Close,Volume."""
+    _frame(dates, close).to_csv(folder / f"{ticker}.csv")
+
+
+def _load(folder: Path, tickers=("AAA",), start="2021-01-01", end="2021-01-31", **kw):
+    return load_market(list(tickers), start, end, source="csv", csv_dir=folder, **kw)
+
+
+# -- csv: the real shared data -----------------------------------------------------------------------
 def test_csv_real_period(market_dir):
-    d = load_market(["SPY", "QQQ", "IWM"], "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir)
+    d = load_market(REAL, "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir)
     assert len(d.panel) == 1258 and d.history_rows() == 0
-    assert d.panel.index[0] == pd.Timestamp("2015-01-02") and d.panel.index[-1] == pd.Timestamp("2019-12-31")
-    raw = pd.read_csv(market_dir / "QQQ.csv", index_col=0, parse_dates=True)
-    assert d.close.loc["2017-06-30", "QQQ"] == raw.loc["2017-06-30", "Close"]
-    assert d.filled == {"SPY": 0, "QQQ": 0, "IWM": 0}
-    h = load_market(["SPY"], "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir, history_days=60)
-    assert h.history_rows() == 60 and h.period_start == pd.Timestamp("2015-01-02")
+    assert d.panel.index[0] == pd.Timestamp("2015-01-02") == d.period_start
+    assert d.panel.index[-1] == pd.Timestamp("2019-12-31")
+    assert d.panel.index.name == "Date" and d.panel.index.tz is None and d.panel.index.is_unique
+    assert d.panel.columns.tolist() == [(f, t) for f in FIELDS for t in REAL]
+    assert (d.panel.dtypes == np.float64).all()
+    assert d.close.loc["2017-06-30", "QQQ"] == 130.3855743408203  # QQQ.csv line 4610
+    assert d.open.loc["2015-01-02", "SPY"] == 172.36147167299092  # SPY.csv line 5524
+    assert d.volume.loc["2019-12-31", "SPY"] == 57077300
+    assert d.filled == {"SPY": 0, "QQQ": 0, "IWM": 0} and d.source == "csv"
+    assert d.summary() == {"source": "csv", "tickers": REAL, "rows": 1258, "history_rows": 0, "period_rows": 1258,
+                           "first_day": "2015-01-02", "period_start": "2015-01-02", "last_day": "2019-12-31",
+                           "filled": d.filled, "fingerprint": d.fingerprint}
 
 
-def _write(path, dates, close, header="flat", ticker="AAA"):
-    frame = pd.DataFrame({"Close": close, "High": np.array(close) * 1.01, "Low": np.array(close) * 0.99,
-                          "Open": close, "Volume": 1000.0}, index=pd.DatetimeIndex(dates, name="Date"))
-    if header == "flat":
-        frame.to_csv(path)
-    else:  # yfinance multi-ticker export: Price / Ticker / Date header rows
-        frame.columns = pd.MultiIndex.from_product([frame.columns, [ticker]], names=["Price", "Ticker"])
-        frame.to_csv(path)
+def test_csv_values_exactly_as_in_the_file(market_dir):
+    """Every number of a file survives parsing bit for bit (compared with Python's float())."""
+    with open(market_dir / "IWM.csv", newline="") as fh:
+        rows = [r for r in csv.reader(fh)][1:]
+    rows = [r for r in rows if "2015-01-01" <= r[0] <= "2019-12-31"]
+    d = load_market(["IWM"], "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir)
+    expected = np.array([[float(x) for x in r[1:]] for r in rows])
+    assert [str(x.date()) for x in d.panel.index] == [r[0] for r in rows]
+    assert np.array_equal(d.panel.to_numpy(), expected)
 
 
-def test_csv_two_row_header_and_forward_fill_without_backfill(tmp_path):
-    days = pd.bdate_range("2021-01-04", periods=6)
-    _write(tmp_path / "AAA.csv", days, [10, 11, 12, 13, 14, 15], header="multi", ticker="AAA")
-    # BBB starts a day later (no back-fill) and misses one day in the middle (forward-filled)
-    _write(tmp_path / "BBB.csv", days[1:].delete(2), [20, 21, 23, 24])
-    assert pd.read_csv(tmp_path / "AAA.csv", header=None).iloc[0, 0] == "Price"
-    d = load_market(["AAA", "BBB"], "2021-01-01", "2021-01-31", source="csv", csv_dir=tmp_path)
-    assert d.panel.index[0] == days[1]  # the common span starts at BBB's first day
-    assert d.close["BBB"].tolist() == [20, 21, 21, 23, 24]
+def test_history_days_are_past_rows_only(market_dir):
+    d = load_market(REAL, "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir)
+    h = load_market(REAL, "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir, history_days=60)
+    assert h.history_rows() == 60 and len(h.panel) == 1258 + 60
+    assert h.period_start == pd.Timestamp("2015-01-02")
+    assert h.panel.index[0] == pd.Timestamp("2014-10-07")  # 60 rows before 2015-01-02 in SPY.csv
+    assert (h.panel.index[:60] < h.period_start).all()
+    pd.testing.assert_frame_equal(h.panel.loc[h.period_start:], d.panel)
+    assert h.summary()["first_day"] == "2014-10-07" and h.summary()["period_rows"] == 1258
+
+
+def test_history_days_limited_to_what_the_source_has(tmp_path):
+    _write(tmp_path, "AAA", pd.bdate_range("2020-12-28", "2021-01-08").drop(pd.Timestamp("2021-01-01")),
+           np.arange(10.0, 19.0))
+    d = _load(tmp_path, history_days=50)
+    assert d.history_rows() == 4 and d.period_start == pd.Timestamp("2021-01-04")  # 28-31 Dec only
+    assert d.panel.index[0] == pd.Timestamp("2020-12-28")
+    assert _load(tmp_path).history_rows() == 0
+
+
+# -- csv: layouts --------------------------------------------------------------------------------
+MULTI_HEADER = """Price,Close,High,Low,Open,Volume
+Ticker,AAA,AAA,AAA,AAA,AAA
+Date,,,,,
+2021-01-04,10.0,10.5,9.5,9.8,100
+2021-01-05,11.0,11.5,10.5,10.8,200
+2021-01-06,12.0,12.5,11.5,11.8,300
+"""
+
+
+def test_csv_two_row_price_ticker_header(tmp_path):
+    (tmp_path / "AAA.csv").write_text(MULTI_HEADER)
+    d = _load(tmp_path)
+    assert d.close["AAA"].tolist() == [10.0, 11.0, 12.0] and d.open["AAA"].tolist() == [9.8, 10.8, 11.8]
+    assert d.high["AAA"].tolist() == [10.5, 11.5, 12.5] and d.low["AAA"].tolist() == [9.5, 10.5, 11.5]
+    assert d.volume["AAA"].tolist() == [100, 200, 300]
+    (tmp_path / "AAA.csv").write_text(MULTI_HEADER.replace("Date,,,,,\n", ""))  # without the Date row
+    assert _load(tmp_path).fingerprint == d.fingerprint
+
+
+def test_csv_multi_ticker_export_picks_the_files_ticker(tmp_path):
+    (tmp_path / "AAA.csv").write_text(
+        "Price,Close,Close,Open,Open,High,High,Low,Low\n"
+        "Ticker,AAA,BBB,AAA,BBB,AAA,BBB,AAA,BBB\n"
+        "Date,,,,,,,,\n"
+        "2021-01-04,10,50,9,49,11,51,8,48\n"
+        "2021-01-05,12,52,11,51,13,53,10,50\n")
+    d = _load(tmp_path)
+    assert d.close["AAA"].tolist() == [10, 12] and d.low["AAA"].tolist() == [8, 10]
+    assert d.volume["AAA"].tolist() == [0, 0]  # no Volume column: filled with 0
+    (tmp_path / "CCC.csv").write_text((tmp_path / "AAA.csv").read_text())
+    with pytest.raises(RLTraderError, match="holds AAA, BBB, not CCC"):
+        _load(tmp_path, ["CCC"])
+
+
+def test_csv_column_order_timezone_offsets_and_index_without_volume(tmp_path):
+    (tmp_path / "^VIX.csv").write_text(
+        "Date,Close,Low,High,Open\n"
+        "2021-01-04 00:00:00-05:00,26.97,21.2,29.19,23.04\n"
+        "2021-01-05 00:00:00-05:00,25.34,24.8,26.91,26.57\n")
+    d = _load(tmp_path, ["^VIX"])
+    assert d.panel.index.tolist() == [pd.Timestamp("2021-01-04"), pd.Timestamp("2021-01-05")]
+    assert d.close["^VIX"].tolist() == [26.97, 25.34] and d.open["^VIX"].tolist() == [23.04, 26.57]
+    assert d.volume["^VIX"].tolist() == [0.0, 0.0]
+
+
+# -- alignment: forward-fill, never back-fill --------------------------------------------------------
+def test_forward_fill_without_back_fill(tmp_path):
+    _write(tmp_path, "AAA", DAYS, [10, 11, 12, 13, 14, 15])
+    # BBB starts a day later (must not be back-filled) and misses Thursday 7th (forward-filled)
+    _write(tmp_path, "BBB", DAYS[[1, 2, 4, 5]], [20, 21, 23, 24])
+    d = _load(tmp_path, ["AAA", "BBB"])
+    assert d.panel.index[0] == DAYS[1]  # the panel starts at BBB's first day
+    assert d.panel.index.tolist() == DAYS[1:].tolist()
+    assert d.close["BBB"].tolist() == [20, 21, 21, 23, 24]  # the 7th carries the 6th's close
+    assert d.open["BBB"].tolist() == [20, 21, 21, 23, 24]
     assert d.close["AAA"].tolist() == [11, 12, 13, 14, 15]
     assert d.filled == {"AAA": 0, "BBB": 1}
+    assert not d.panel.isna().any().any()
 
 
-@pytest.mark.parametrize("case,match", [
-    ("missing", "no CSV for ZZZ"),
-    ("nonpositive", "non-positive or missing price on 2021-01-06"),
-    ("nan", "non-positive or missing price on 2021-01-06"),
-    ("duplicate", "duplicated date 2021-01-05"),
-    ("unsorted", "not sorted"),
-    ("no_overlap", "calendars do not overlap"),
-    ("empty_range", "no data between"),
-    ("too_short", "at least 5 are needed"),
-    ("reversed", "is after end"),
-])
-def test_validation_errors(tmp_path, case, match):
-    days = pd.bdate_range("2021-01-04", periods=6)
+def test_first_row_carries_the_last_earlier_bar(tmp_path):
+    """AAA has no bar on BBB's first day: it takes AAA's previous (past) bar, counted as filled."""
+    _write(tmp_path, "AAA", DAYS[[0, 2, 3]], [10, 12, 13])
+    _write(tmp_path, "BBB", DAYS[1:4], [21, 22, 23])
+    d = _load(tmp_path, ["BBB", "AAA"])
+    assert d.panel.index.tolist() == DAYS[1:4].tolist()
+    assert d.close.columns.tolist() == ["BBB", "AAA"]  # the requested order
+    assert d.close["AAA"].tolist() == [10, 12, 13] and d.filled == {"BBB": 0, "AAA": 1}
+
+
+def test_union_calendar_inside_the_common_span(tmp_path):
+    _write(tmp_path, "AAA", DAYS[[0, 1, 3, 5]], [10, 11, 13, 15])  # ends on the 11th
+    _write(tmp_path, "BBB", DAYS[[1, 2, 3, 4]], [21, 22, 23, 24])  # 5th..8th
+    d = _load(tmp_path, ["AAA", "BBB"])
+    assert d.panel.index.tolist() == DAYS[1:5].tolist()  # latest first day .. earliest last day
+    assert d.close["AAA"].tolist() == [11, 11, 13, 13] and d.filled == {"AAA": 2, "BBB": 0}
+
+
+# -- validation ----------------------------------------------------------------------------------
+def _case(tmp_path: Path, case: str) -> dict:
+    """Write the fixture of one broken input; return load_market's arguments."""
     close = [10.0, 11, 12, 13, 14, 15]
-    tickers, start, end, min_days = ["AAA"], "2021-01-01", "2021-01-31", 2
+    days = DAYS
+    kw = {"tickers": ["AAA"], "start": "2021-01-01", "end": "2021-01-31", "min_days": 2}
     if case == "missing":
-        tickers = ["AAA", "ZZZ"]
-    elif case == "nonpositive":
+        kw["tickers"] = ["AAA", "ZZZ", "YYY"]
+    elif case == "no_tickers":
+        kw["tickers"] = [" ", ""]
+    elif case == "zero":
         close[2] = 0.0
+    elif case == "negative":
+        close[3] = -1.0
     elif case == "nan":
         close[2] = np.nan
+    elif case == "inf":
+        close[4] = np.inf
     elif case == "duplicate":
-        days = days[:2].append(days[1:5])
+        days = days[[0, 1, 1, 2, 3, 4]]
     elif case == "unsorted":
         days = days[[0, 2, 1, 3, 4, 5]]
     elif case == "no_overlap":
-        _write(tmp_path / "BBB.csv", pd.bdate_range("2022-01-03", periods=3), [1.0, 2, 3])
-        tickers, end = ["AAA", "BBB"], "2022-12-31"
+        _write(tmp_path, "BBB", pd.bdate_range("2022-01-03", periods=3), [1.0, 2, 3])
+        kw.update(tickers=["AAA", "BBB"], end="2022-12-31")
     elif case == "empty_range":
-        start, end = "2023-01-01", "2023-02-01"
+        kw.update(start="2023-01-01", end="2023-02-01")
     elif case == "too_short":
-        start, min_days = "2021-01-08", 5
+        kw.update(start="2021-01-08", min_days=5)
     elif case == "reversed":
-        start, end = "2021-02-01", "2021-01-01"
-    _write(tmp_path / "AAA.csv", days, close)
-    with pytest.raises(RLTraderError, match=match):
-        load_market(tickers, start, end, source="csv", csv_dir=tmp_path, min_days=min_days)
+        kw.update(start="2021-02-01", end="2021-01-01")
+    elif case == "bad_date":
+        kw["start"] = "2021-13-45"
+    _write(tmp_path, "AAA", days, close)
+    return kw
 
 
+@pytest.mark.parametrize("case,message", [
+    ("missing", r"^no CSV for ZZZ, YYY in .* \(expected <TICKER>\.csv\)$"),
+    ("no_tickers", r"^no tickers given$"),
+    ("zero", r"^AAA: non-positive or missing price on 2021-01-06 \(Open = 0\.0\)$"),
+    ("negative", r"^AAA: non-positive or missing price on 2021-01-07 \(Open = -1\.0\)$"),
+    ("nan", r"^AAA: non-positive or missing price on 2021-01-06 \(Open = nan\)$"),
+    ("inf", r"^AAA: non-positive or missing price on 2021-01-08 \(Open = inf\)$"),
+    ("duplicate", r"^AAA: duplicated date 2021-01-05$"),
+    ("unsorted", r"^AAA: dates are not sorted \(2021-01-05 comes after 2021-01-06\)$"),
+    ("no_overlap", r"^the tickers' calendars do not overlap \(AAA 2021-01-04..2021-01-11, BBB 2022-01-03..2022-01-05\)$"),
+    ("empty_range", r"^AAA has no data between 2023-01-01 and 2023-02-01$"),
+    ("too_short", r"^2021-01-08..2021-01-31 holds 2 common trading day\(s\) of AAA: shorter than the feature "
+                  r"warm-up / minimum of 5 days$"),
+    ("reversed", r"^start 2021-02-01 is after end 2021-01-01$"),
+    ("bad_date", r"^bad start date '2021-13-45' .*; use YYYY-MM-DD$"),
+])
+def test_validation_errors_are_one_precise_line(tmp_path, case, message):
+    kw = _case(tmp_path, case)
+    with pytest.raises(RLTraderError, match=message) as err:
+        load_market(kw.pop("tickers"), kw.pop("start"), kw.pop("end"), source="csv", csv_dir=tmp_path, **kw)
+    assert "\n" not in str(err.value)
+
+
+def test_a_bad_price_outside_the_requested_rows_is_not_an_error(tmp_path):
+    _write(tmp_path, "AAA", pd.bdate_range("2020-12-01", periods=30), [0.0, *np.arange(11.0, 40.0)])
+    assert len(_load(tmp_path).panel) == 7  # 1 and 4..11 January
+    with pytest.raises(RLTraderError, match="price on 2020-12-01"):
+        _load(tmp_path, history_days=30)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("Date,Open,High,Low,Volume\n2021-01-04,1,1,1,1\n", "no header row naming a Close column"),
+    ("Date,Open,High,Close,Volume\n2021-01-04,1,1,1,1\n", "missing column\\(s\\) Low for AAA"),
+    ("Date,Open,High,Low,Close\n2021-01-04,1,1,1,1\n04/01/2021,1,1,1,1\n", "unreadable date '04/01/2021' on line 3"),
+    ("hello\nworld\n", "no rows starting with a YYYY-MM-DD date"),
+    ("", "cannot read CSV"),
+])
+def test_malformed_csv_files(tmp_path, text, message):
+    (tmp_path / "AAA.csv").write_text(text)
+    with pytest.raises(RLTraderError, match=message):
+        _load(tmp_path)
+
+
+def test_source_arguments(tmp_path):
+    with pytest.raises(RLTraderError, match="unknown data source 'excel'"):
+        load_market(["SPY"], "2021-01-01", "2021-02-01", source="excel")
+    with pytest.raises(RLTraderError, match="csv source needs --csv-dir"):
+        load_market(["SPY"], "2021-01-01", "2021-02-01", source="csv")
+    with pytest.raises(RLTraderError, match="CSV folder not found"):
+        load_market(["SPY"], "2021-01-01", "2021-02-01", source="csv", csv_dir=tmp_path / "nope")
+    with pytest.raises(RLTraderError, match="ticker\\(s\\) given twice: SPY"):
+        load_market(["SPY", "QQQ", "SPY"], "2021-01-01", "2021-02-01")
+
+
+# -- fingerprint ---------------------------------------------------------------------------------
 def test_fingerprint_stable_and_sensitive(tmp_path):
-    days = pd.bdate_range("2021-01-04", periods=6)
-    _write(tmp_path / "AAA.csv", days, [10.0, 11, 12, 13, 14, 15])
-    a = load_market(["AAA"], "2021-01-01", "2021-01-31", source="csv", csv_dir=tmp_path)
-    b = load_market(["AAA"], "2021-01-01", "2021-01-31", source="csv", csv_dir=tmp_path)
-    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 64
-    _write(tmp_path / "AAA.csv", days, [10.0, 11, 12, 13, 14, 15.0001])
-    c = load_market(["AAA"], "2021-01-01", "2021-01-31", source="csv", csv_dir=tmp_path)
-    assert c.fingerprint != a.fingerprint
+    _write(tmp_path, "AAA", DAYS, [10.0, 11, 12, 13, 14, 15])
+    _write(tmp_path, "BBB", DAYS, [20.0, 21, 22, 23, 24, 25])
+    a = _load(tmp_path, ["AAA", "BBB"])
+    # Pinned: the fingerprint is recorded in checkpoints, so it must not depend on run or machine.
+    assert a.fingerprint == "233bd1fc80101b8cc08c826149ecd17f23c5198d2c05fac67c8ed6dc04e175ac"
+    assert _load(tmp_path, ["AAA", "BBB"]).fingerprint == a.fingerprint
+    assert _load(tmp_path, ["BBB", "AAA"]).fingerprint != a.fingerprint
+    assert _load(tmp_path, ["AAA", "BBB"], end="2021-01-08").fingerprint != a.fingerprint
+    _write(tmp_path, "BBB", DAYS, [20.0, 21, 22, 23, 24, 25.000001])
+    assert _load(tmp_path, ["AAA", "BBB"]).fingerprint != a.fingerprint
 
 
-def test_panel_cache_roundtrip_and_tamper(tmp_path, market_dir):
-    d = load_market(["SPY", "IWM"], "2019-01-01", "2019-12-31", source="csv", csv_dir=market_dir, history_days=10)
-    path = save_panel_cache(d, tmp_path / "panel.pt")
-    e = load_panel_cache(path, tickers=["SPY", "IWM"])
-    assert e.fingerprint == d.fingerprint and e.period_start == d.period_start and e.panel.equals(d.panel)
-    with pytest.raises(RLTraderError, match="holds SPY,IWM"):
-        load_panel_cache(path, tickers=["SPY", "QQQ"])
-    import torch
-
-    raw = torch.load(path, weights_only=True)
-    raw["values"][5, 3] *= 1.01
-    torch.save(raw, tmp_path / "bad.pt")
-    with pytest.raises(RLTraderError, match="fingerprint"):
-        load_panel_cache(tmp_path / "bad.pt")
+# -- synthetic -----------------------------------------------------------------------------------
+def test_synthetic_source_is_deterministic():
+    a = load_market(REAL, "2015-01-01", "2019-12-31", seed=0)
+    assert a.source == "synthetic" and a.tickers == tuple(REAL)
+    assert a.panel.index[0] == pd.Timestamp("2015-01-01") and a.panel.index[-1] == pd.Timestamp("2019-12-31")
+    assert a.fingerprint == load_market(REAL, "2015-01-01", "2019-12-31", seed=0).fingerprint
+    assert a.fingerprint != load_market(REAL, "2015-01-01", "2019-12-31", seed=1).fingerprint
+    h = load_market(REAL, "2015-01-01", "2019-12-31", seed=0, history_days=60)
+    assert h.history_rows() == 60
+    pd.testing.assert_frame_equal(h.panel.loc["2015-01-01":], a.panel)
+    with pytest.raises(RLTraderError, match="NOPE"):  # the generator's own one-line error
+        load_market(["SPY", "NOPE"], "2015-01-01", "2019-12-31")
 
 
-def test_yahoo_empty_download_names_tickers_and_cache_serves_offline(tmp_path, monkeypatch):
+# -- yahoo (yf.download monkeypatched: no network in tests) -------------------------------------------
+def _yahoo_frame(tickers, days, nan_for=()) -> pd.DataFrame:
+    """What yf.download(group_by="ticker") returns: columns (ticker, field); failed tickers are NaN."""
+    parts = {}
+    for k, t in enumerate(tickers):
+        f = _frame(days, np.linspace(100 + k, 110 + k, len(days)))
+        parts[t] = f * np.nan if t in nan_for else f
+    return pd.concat(parts, axis=1)
+
+
+def test_yahoo_empty_download_names_the_tickers(tmp_path, monkeypatch):
     import yfinance as yf
 
     monkeypatch.setattr(yf, "download", lambda *a, **k: pd.DataFrame())
-    with pytest.raises(RLTraderError, match="no data for SPY, QQQ"):
+    with pytest.raises(RLTraderError, match=r"^yahoo returned no data for SPY, QQQ \(offline, rate-limited or "
+                                            r"unknown ticker\?\)$"):
         load_market(["SPY", "QQQ"], "2021-01-01", "2021-01-29", source="yahoo", cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_yahoo_all_nan_columns_name_only_the_failed_ticker(tmp_path, monkeypatch):
+    import yfinance as yf
 
     days = pd.bdate_range("2021-01-04", "2021-01-29")
-    frame = pd.DataFrame({f: np.linspace(100, 110, len(days)) for f in ("Open", "High", "Low", "Close")},
-                         index=days).assign(Volume=1e6)
-    frame.columns = pd.MultiIndex.from_product([["SPY"], frame.columns])
-    monkeypatch.setattr(yf, "download", lambda *a, **k: frame)
-    a = load_market(["SPY"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
-    assert (tmp_path / "SPY.parquet").is_file()
+    monkeypatch.setattr(yf, "download", lambda *a, **k: _yahoo_frame(["SPY", "XXXX"], days, nan_for={"XXXX"}))
+    with pytest.raises(RLTraderError, match="^yahoo returned no data for XXXX "):
+        load_market(["SPY", "XXXX"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SPY.parquet"]  # what did arrive is kept
+
+
+def test_yahoo_download_is_cached_and_served_offline(tmp_path, monkeypatch):
+    import yfinance as yf
+
+    calls = []
+    days = pd.bdate_range("2021-01-04", "2021-01-29")
+
+    def download(tickers, **kw):
+        calls.append((tickers, kw))
+        return _yahoo_frame(tickers, days)
+
+    monkeypatch.setattr(yf, "download", download)
+    a = load_market(["SPY", "^VIX"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
+    assert calls == [(["SPY", "^VIX"], {"start": "2021-01-04", "end": "2021-01-30", "auto_adjust": True,
+                                        "progress": False, "group_by": "ticker", "threads": False})]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SPY.parquet", "_VIX.parquet"]
+    assert len(a.panel) == 20 and a.source == "yahoo" and a.close["SPY"].iloc[-1] == 110.0
 
     def offline(*a, **k):
-        raise ConnectionError("offline")
+        raise ConnectionError("Failed to resolve 'query2.finance.yahoo.com'\nmore detail")
 
     monkeypatch.setattr(yf, "download", offline)
-    b = load_market(["SPY"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
-    assert a.fingerprint == b.fingerprint
-    with pytest.raises(RLTraderError, match="yahoo download failed for QQQ: offline"):
+    b = load_market(["SPY", "^VIX"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
+    assert b.fingerprint == a.fingerprint and b.panel.equals(a.panel)
+    c = load_market(["^VIX"], "2021-01-11", "2021-01-22", source="yahoo", cache_dir=tmp_path)  # a sub-range
+    assert c.panel.index[0] == pd.Timestamp("2021-01-11") and len(c.panel) == 10
+    with pytest.raises(RLTraderError, match=r"^yahoo download failed for QQQ: Failed to resolve "
+                                            r"'query2.finance.yahoo.com'$"):
         load_market(["QQQ"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
+    with pytest.raises(RLTraderError, match="yahoo download failed for SPY"):  # not covered: downloads again
+        load_market(["SPY"], "2021-01-04", "2021-03-31", source="yahoo", cache_dir=tmp_path)
 
 
-def test_synthetic_deterministic_and_range_independent():
-    a = generate_market(["SPY", "QQQ", "IWM"], pd.Timestamp("2015-01-01"), pd.Timestamp("2024-12-31"), seed=0)
-    b = generate_market(["IWM"], pd.Timestamp("2020-01-01"), pd.Timestamp("2020-12-31"), seed=0)
-    pd.testing.assert_frame_equal(a["IWM"].loc["2020-01-01":"2020-12-31"], b["IWM"])
-    c = generate_market(["SPY"], pd.Timestamp("2015-01-01"), pd.Timestamp("2024-12-31"), seed=1)
-    assert not np.allclose(a["SPY"]["Close"], c["SPY"]["Close"])
-    spy = a["SPY"]
-    assert (spy["High"] >= spy[["Open", "Close"]].max(axis=1)).all()
-    assert (spy["Low"] <= spy[["Open", "Close"]].min(axis=1)).all() and (spy["Low"] > 0).all()
-    assert spy.index.equals(pd.bdate_range("2015-01-01", "2024-12-31"))
-    with pytest.raises(RLTraderError, match="no TLT"):
-        generate_market(["TLT"], pd.Timestamp("2015-01-01"), pd.Timestamp("2016-01-01"), seed=0)
-    d = load_market(["SPY", "QQQ", "IWM"], "2015-01-01", "2019-12-31", source="synthetic", seed=0)
-    assert d.fingerprint == load_market(["SPY", "QQQ", "IWM"], "2015-01-01", "2019-12-31", source="synthetic",
-                                        seed=0).fingerprint
+def test_yahoo_cache_grows_over_the_union_of_ranges(tmp_path, monkeypatch):
+    import yfinance as yf
+
+    calls = []
+
+    def download(tickers, start, end, **kw):
+        calls.append((start, end))
+        return _yahoo_frame(tickers, pd.bdate_range(start, pd.Timestamp(end) - pd.Timedelta(days=1)))
+
+    monkeypatch.setattr(yf, "download", download)
+    load_market(["SPY"], "2021-03-01", "2021-03-31", source="yahoo", cache_dir=tmp_path)
+    load_market(["SPY"], "2021-01-04", "2021-01-29", source="yahoo", cache_dir=tmp_path)
+    load_market(["SPY"], "2021-02-01", "2021-02-26", source="yahoo", cache_dir=tmp_path)  # inside: cached
+    assert calls == [("2021-03-01", "2021-04-01"), ("2021-01-04", "2021-04-01")]
 
 
-def test_synthetic_statistics_close_to_real(market_dir):
-    """Fitted statistics, averaged over 10 seeds of 2005-2024, within the README's tolerances."""
-    frames = {t: pd.read_csv(market_dir / f"{t}.csv", index_col=0, parse_dates=True).loc["2005":"2024"]
-              for t in ("SPY", "QQQ", "IWM", "^VIX")}
-    idx = frames["SPY"].index.intersection(frames["QQQ"].index).intersection(frames["IWM"].index)
-    idx = idx.intersection(frames["^VIX"].index)
-    real = describe(pd.DataFrame({t: frames[t].loc[idx, "Close"] for t in ("SPY", "QQQ", "IWM")}),
-                    frames["^VIX"].loc[idx, "Close"])
-    rows = []
-    for seed in range(10):
-        m = generate_market(["SPY", "QQQ", "IWM", "^VIX"], pd.Timestamp("2005-01-01"), pd.Timestamp("2024-12-31"), seed)
-        rows.append(describe(pd.DataFrame({t: m[t]["Close"] for t in ("SPY", "QQQ", "IWM")}), m["^VIX"]["Close"]))
-    syn = pd.DataFrame(rows).mean()
-    for t in ("SPY", "QQQ", "IWM"):
-        assert syn[f"{t} annual volatility"] == pytest.approx(real[f"{t} annual volatility"], rel=0.1)
-        assert abs(syn[f"{t} annual return"] - real[f"{t} annual return"]) < 0.03
-        assert syn[f"{t} max drawdown"] < -0.3
-        assert syn[f"{t} |r| autocorr lag 1"] > 0.1  # volatility clustering
-    for pair in ("SPY/QQQ", "SPY/IWM", "QQQ/IWM"):
-        assert abs(syn[f"corr {pair}"] - real[f"corr {pair}"]) < 0.05
-    assert syn["VIX mean"] == pytest.approx(real["VIX mean"], rel=0.15)
-    assert syn["corr VIX change/SPY"] < -0.25
+# -- tensor cache ----------------------------------------------------------------------------------
+def test_panel_cache_round_trip(tmp_path, market_dir):
+    import torch
+
+    d = load_market(["SPY", "IWM"], "2019-01-01", "2019-12-31", source="csv", csv_dir=market_dir, history_days=10)
+    path = save_panel_cache(d, tmp_path / "panel.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["panel.pt"]  # no temp file left behind
+    raw = torch.load(path, weights_only=True)
+    assert isinstance(raw["values"], torch.Tensor) and raw["values"].dtype == torch.float64
+    e = load_panel_cache(path, tickers=["SPY", "IWM"])
+    assert e.fingerprint == d.fingerprint and e.source == "cache"
+    assert e.period_start == d.period_start and e.history_rows() == 10 and e.filled == d.filled
+    pd.testing.assert_frame_equal(e.panel, d.panel)
+    assert e.close.equals(d.close) and e.tickers == d.tickers
+
+
+def test_panel_cache_refusals(tmp_path, market_dir):
+    import torch
+
+    d = load_market(["SPY", "IWM"], "2019-01-01", "2019-03-31", source="csv", csv_dir=market_dir)
+    path = save_panel_cache(d, tmp_path / "panel.pt")
+    with pytest.raises(RLTraderError, match="holds SPY,IWM, not SPY,QQQ"):
+        load_panel_cache(path, tickers=["SPY", "QQQ"])
+    raw = torch.load(path, weights_only=True)
+    raw["values"][5, 3] *= 1.01
+    torch.save(raw, tmp_path / "tampered.pt")
+    with pytest.raises(RLTraderError, match="failed its fingerprint check"):
+        load_panel_cache(tmp_path / "tampered.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    for name in ("garbage.pt", "other.pt"):
+        with pytest.raises(RLTraderError, match=f"^panel cache .*{name} cannot be read") as err:
+            load_panel_cache(tmp_path / name)
+        assert "\n" not in str(err.value)
+    with pytest.raises(RLTraderError, match="panel cache not found"):
+        load_panel_cache(tmp_path / "missing.pt")
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+def test_cli_data_fetch_csv(tmp_path, market_dir):
+    from typer.testing import CliRunner
+
+    from rl_strategy.cli import app
+
+    out = tmp_path / "panel.pt"
+    result = CliRunner().invoke(app, ["data", "fetch", "--tickers", "SPY,QQQ,IWM", "--start", "2015-01-01",
+                                      "--end", "2019-12-31", "--source", "csv", "--csv-dir", str(market_dir),
+                                      "--cache-out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    expected = load_market(REAL, "2015-01-01", "2019-12-31", source="csv", csv_dir=market_dir)
+    lines = result.output.splitlines()
+    for t in REAL:
+        cells = next([c.strip() for c in line.split("│")] for line in lines if f"│ {t} " in line)
+        assert cells[1:6] == [t, "1258", "2015-01-02", "2019-12-31", "0"]
+    assert f"fingerprint {expected.fingerprint}" in result.output and "csv: 1258 trading days" in result.output
+    assert load_panel_cache(out, REAL).fingerprint == expected.fingerprint
+
+
+def test_cli_data_fetch_help_and_synthetic_default():
+    from typer.testing import CliRunner
+
+    from rl_strategy.cli import app
+
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["data", "fetch", "--help"], env={"COLUMNS": "200"}).output
+    for option in ("--tickers", "--start", "--end", "--source", "--csv-dir", "--seed", "--cache-dir", "--cache-out"):
+        assert option in help_text
+    assert "yfinance" in help_text  # SOURCE_HELP / CSV_DIR_HELP
+    result = runner.invoke(app, ["data", "fetch", "--tickers", "SPY", "--start", "2020-01-01", "--end", "2020-03-31"])
+    assert result.exit_code == 0, result.output
+    assert "synthetic: 65 trading days" in result.output
+
+
+def test_cli_missing_ticker_is_one_line_and_exit_1(tmp_path, market_dir, monkeypatch, capsys):
+    from rl_strategy import cli
+
+    monkeypatch.setattr(sys, "argv", ["rltrader", "data", "fetch", "--tickers", "SPY,NOPE", "--source", "csv",
+                                      "--csv-dir", str(market_dir)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"error: no CSV for NOPE in {market_dir} (expected <TICKER>.csv)\n"
