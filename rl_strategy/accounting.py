@@ -30,10 +30,15 @@ def rebalance(holdings: torch.Tensor, cash: torch.Tensor, target: torch.Tensor,
     sells = torch.clamp(delta, max=0.0)
     cash = torch.addmv(cash, sells, ones, alpha=-(1.0 - slippage) * (1.0 - fees))
     holdings = holdings + sells
-    # Buys in ascending size (stable: ties keep column order, like vectorbt's insertion sort);
-    # each pays up to the cash left, so the last one may be partly filled.
+    # Buys in ascending size, ties in column order like vectorbt's (stable) insertion sort; each
+    # pays up to the cash left, so the last one may be partly filled. Exact ties are common (all
+    # cash into EQ_WEIGHT): they are broken by adding a few ulps of the value per column index,
+    # which keeps the stable order and lets the much cheaper unstable sort run (~35 vs ~65 us).
     buy_factor = (1.0 + slippage) * (1.0 + fees)
-    ordered, order_idx = torch.sort(delta, dim=1, stable=True)
+    tiebreak = torch.arange(holdings.shape[1], device=holdings.device, dtype=holdings.dtype)
+    tiebreak *= 4.0 * torch.finfo(holdings.dtype).eps
+    order_idx = torch.argsort(torch.addcmul(delta, value.unsqueeze(1), tiebreak), dim=1)
+    ordered = delta.gather(1, order_idx)
     cost = torch.clamp(ordered, min=0.0) * buy_factor
     cost_before = torch.cumsum(cost, dim=1) - cost
     paid = torch.minimum(cost, torch.clamp(cash.unsqueeze(1) - cost_before, min=0.0))
