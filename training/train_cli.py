@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rl_strategy.checkpoint import load_checkpoint
@@ -36,23 +36,26 @@ def train_command(config: Path | None, flags: dict, resume: Path | None, quiet: 
                   f"({len(d.panel) - d.history_rows()} days, fingerprint {d.fingerprint[:12]}); device {session.device}; "
                   f"{tr.n_updates} updates x {tr.batch:,} timesteps")
 
-    progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("[bold]train"), BarColumn(bar_width=20), TextColumn("{task.fields[steps]}"),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         console=console, disable=quiet)
+    total = tr.n_updates * tr.batch
     with progress:
-        task = progress.add_task("train", total=tr.n_updates * tr.batch, completed=tr.timesteps_done, info="")
+        task = progress.add_task("train", total=total, completed=tr.timesteps_done, info="",
+                                 steps=f"{tr.timesteps_done / 1e6:.2f}M/{total / 1e6:.2f}M")
 
         def on_update(stats: dict) -> None:
             reward = stats["episode_reward"]
-            info = (f"{stats['steps_per_second']:,.0f} steps/s  entropy {stats['entropy']:.3f}"
-                    + ("" if math.isnan(reward) else f"  ep.reward {reward:+.2f}"))
-            progress.update(task, completed=stats["timesteps"], info=info)
+            info = (f"{stats['steps_per_second'] / 1e3:.1f}K steps/s entropy {stats['entropy']:.2f}"
+                    + ("" if math.isnan(reward) else f" reward {reward:+.1f}"))
+            progress.update(task, completed=stats["timesteps"], info=info,
+                            steps=f"{stats['timesteps'] / 1e6:.2f}M/{total / 1e6:.2f}M")
 
         result = run_training(session, on_update=on_update)
 
     table = Table(title="training summary" + (" (interrupted)" if result.interrupted else ""))
     table.add_column("what")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     h = result.history
     rewards = [x["episode_reward"] for x in h if not math.isnan(x["episode_reward"])]
     rows = [("timesteps", f"{tr.timesteps_done:,}"), ("wall time", f"{result.seconds:.1f} s"),
