@@ -19,6 +19,7 @@ import torch
 
 from rl_strategy.atomic import atomic_write_bytes
 from rl_strategy.errors import RLTraderError
+from rl_strategy.paths import newest_match
 
 FORMAT = "rl-trader-checkpoint/1"
 
@@ -130,12 +131,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def resolve_model_path(pattern: str) -> Path:
-    """A path, or a glob whose newest match (by modification time, then name) is used."""
-    p = Path(pattern)
-    if p.is_file():
-        return p
-    matches = sorted(Path().glob(pattern) if not p.is_absolute() else Path(p.anchor).glob(str(p.relative_to(p.anchor))),
-                     key=lambda m: (m.stat().st_mtime, m.name))
-    if not matches:
-        raise RLTraderError(f"no checkpoint matches {pattern}")
-    return matches[-1]
+    """A checkpoint path, or a glob whose newest match is used."""
+    return newest_match(pattern, "checkpoint")

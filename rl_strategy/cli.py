@@ -208,7 +208,7 @@ def backtest(
 # -- reports -----------------------------------------------------------------------------------
 @app.command()
 def report(
-    input: Path = typer.Option(..., "--input", "-i", help="A JSON report written by `rltrader backtest` (its returns CSV must be beside it)."),
+    input: str = typer.Option(..., "--input", "-i", help="A JSON report written by `rltrader backtest`, or a quoted glob such as 'reports/eval_*.json' (newest match); its returns CSV must be beside it."),
     html: Path | None = typer.Option(None, "--html", help="quantstats tearsheet path (default: <input>.tearsheet.html)."),
     comparison: Path | None = typer.Option(None, "--comparison", help="Comparison page path (default: <input>.comparison.html)."),
     benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe or EQ_WEIGHT."),
@@ -216,7 +216,9 @@ def report(
     """Rebuild the tearsheet and the comparison page from a saved report, without re-running the policy."""
     from reports.comparison import write_comparison
     from reports.tearsheet import write_tearsheet
+    from rl_strategy.paths import newest_match
 
+    input = newest_match(input, "report")
     typer.echo(f"wrote {write_tearsheet(input, html or input.with_suffix('.tearsheet.html'), benchmark)}")
     typer.echo(f"wrote {write_comparison(input, comparison or input.with_suffix('.comparison.html'))}")
 
