@@ -22,7 +22,12 @@ class Criterion:
     passed: bool
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-safe: an undefined value (e.g. the Sharpe of a policy that never invested) is None."""
+        out = asdict(self)
+        for key in ("value", "threshold"):
+            if not math.isfinite(out[key]):
+                out[key] = None
+        return out
 
 
 def evaluate_criteria(table: pd.DataFrame, thresholds: dict, benchmark: str = "ALL_SPY") -> list[Criterion]:

@@ -88,6 +88,10 @@ def _cell(key: str, value) -> str:
     return f"{100 * value:.2f}%" if key in PERCENT else f"{value:.3f}"
 
 
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def render(report: dict, frame: pd.DataFrame) -> str:
     policies = [p["name"] for p in report["policies"]]
     charts = _charts(frame, policies)
@@ -96,7 +100,7 @@ def render(report: dict, frame: pd.DataFrame) -> str:
         f"<tr class='{'rl' if p['name'] == 'RL' else ''}'><td>{esc(p['name'])}</td>"
         + "".join(f"<td>{_cell(k, p[k])}</td>" for k in COLUMNS) + "</tr>" for p in report["policies"])
     crit = "".join(
-        f"<tr><td>{esc(c['name'])}</td><td>{c['value']:.4f}</td><td>{c['threshold']:.4f}</td>"
+        f"<tr><td>{esc(c['name'])}</td><td>{_num(c['value'])}</td><td>{_num(c['threshold'])}</td>"
         f"<td class='{'pass' if c['passed'] else 'fail'}'>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
         for c in report["criteria"])
     d, c, m = report["data"], report["costs"], report["model"]

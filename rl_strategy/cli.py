@@ -226,8 +226,8 @@ def report(
 @app.command()
 def quickstart(
     out: Path = typer.Option(Path("reports/quickstart"), "--out", help="Folder for the checkpoint, JSON report, tearsheet and comparison page."),
-    timesteps: int = typer.Option(524_288, "--timesteps", help="Training budget (the v2 default is 5,000,000)."),
-    n_envs: int = typer.Option(1024, "--n-envs", help="Parallel environments."),
+    timesteps: int = typer.Option(1_048_576, "--timesteps", help="Training budget (the v2 default is 5,000,000)."),
+    n_envs: int = typer.Option(2048, "--n-envs", help="Parallel environments."),
     data_source: str = typer.Option("synthetic", "--data-source", help=SOURCE_HELP),
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),

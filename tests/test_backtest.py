@@ -148,3 +148,11 @@ def test_cli_backtest_json_and_check(tiny_checkpoints, market_dir, tmp_path):
     # thresholds that cannot pass -> --check fails (turnover above -1 is impossible to meet)
     impossible = CliRunner().invoke(app, args + ["--check", "--fees", "0.2"])
     assert impossible.exit_code != 0
+
+
+def test_undefined_values_are_json_null():
+    from backtests.criteria import Criterion
+
+    c = Criterion("rl_sharpe_min", float("nan"), 0.0, False).to_dict()
+    assert c["value"] is None and c["threshold"] == 0.0 and c["passed"] is False
+    json.dumps(c, allow_nan=False)
