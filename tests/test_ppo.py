@@ -219,3 +219,16 @@ def test_non_finite_loss_stops_with_one_line_error(market_dir, tmp_path, monkeyp
     with pytest.raises(RLTraderError, match="training stopped: loss became non-finite.*last good checkpoint"):
         run_training(session)
     assert not list((tmp_path / "ck").glob("model_final_*.pt"))
+
+
+def test_other_universe_from_config_alone(market_dir, tmp_path):
+    """Bonds and gold: a new ticker list changes the regime table and observation, no code."""
+    s = _settings(market_dir, tmp_path)
+    s.data.tickers = ["SPY", "TLT", "GLD", "IWM"]
+    s.run.timesteps = 32 * 16
+    session = build_session(s)
+    assert session.env.regimes.n_actions == 4 + 3 * 4 + 6  # 22 regimes for 4 assets
+    assert session.env.layout[32] == "weight:CASH" and len(session.env.layout) == 64
+    result = run_training(session)
+    ckpt = load_checkpoint(result.final_checkpoint)
+    assert ckpt.assets == ("SPY", "TLT", "GLD", "IWM") and ckpt.spec["n_actions"] == 22
