@@ -8,7 +8,7 @@ vectorbt's for the RL policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,6 @@ class BacktestResult:
     parity_max_rel_diff: float
     rl_regimes: pd.Series              # the regime the RL policy chose each evaluation day ("" = HOLD)
     overlap_with_training: bool
-    extra: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

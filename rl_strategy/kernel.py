@@ -27,8 +27,8 @@ import numpy as np
 from numba import njit
 
 from rl_strategy.errors import RLTraderError
+from rl_strategy.portfolio import EXECUTIONS
 
-EXECUTIONS = ("next_open", "close")
 MIN_SIZE = 1e-8  # vectorbt.settings.portfolio["min_size"]: smallest order, in units
 REL_TOL = 1e-9  # vectorbt.utils.math_.rel_tol
 ABS_TOL = 1e-12  # vectorbt.utils.math_.abs_tol

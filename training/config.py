@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_strategy.errors import RLTraderError
+from rl_strategy.portfolio import EXECUTIONS
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "rl_v2_multi_asset.yaml"
 SOURCES = ("synthetic", "csv", "yahoo")
@@ -158,7 +159,7 @@ def validate(s: Settings) -> Settings:
         except ValueError as exc:
             raise RLTraderError(f"config: periods.{a}/{b} must be YYYY-MM-DD dates ({exc})") from None
         need(ok, f"periods.{a} must be before periods.{b}")
-    need(s.env.execution in ("next_open", "close"), f"env.execution must be next_open or close, got {s.env.execution!r}")
+    need(s.env.execution in EXECUTIONS, f"env.execution must be next_open or close, got {s.env.execution!r}")
     need(0 <= s.env.fees < 0.1 and 0 <= s.env.slippage < 0.1, "env.fees and env.slippage must be in [0, 0.1)")
     need(s.env.episode_length >= 2, "env.episode_length must be >= 2")
     need(s.env.reward_scale > 0 and s.env.obs_dim > 0, "env.reward_scale and env.obs_dim must be > 0")

@@ -24,9 +24,8 @@ import torch
 from rl_strategy.accounting import rebalance
 from rl_strategy.data import MarketData
 from rl_strategy.features import WARMUP, market_features, n_market_features, observation_layout
+from rl_strategy.portfolio import EXECUTIONS
 from rl_strategy.regimes import HOLD, RegimeTable
-
-EXECUTIONS = ("next_open", "close")
 
 
 @dataclass(frozen=True)

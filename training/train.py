@@ -12,7 +12,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -64,7 +64,6 @@ class Session:
     env: MarketEnv
     trainer: PPOTrainer
     device: str
-    extra: dict = field(default_factory=dict)
 
     def payload(self) -> dict:
         """The checkpoint content for the current state of the run."""
