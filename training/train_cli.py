@@ -44,10 +44,13 @@ def train_command(config: Path | None, flags: dict, resume: Path | None, quiet: 
         task = progress.add_task("train", total=total, completed=tr.timesteps_done, info="",
                                  steps=f"{tr.timesteps_done / 1e6:.2f}M/{total / 1e6:.2f}M")
 
+        last_reward = [math.nan]  # episodes end every episode_length steps: show the latest mean
+
         def on_update(stats: dict) -> None:
-            reward = stats["episode_reward"]
+            if not math.isnan(stats["episode_reward"]):
+                last_reward[0] = stats["episode_reward"]
             info = (f"{stats['steps_per_second'] / 1e3:.1f}K steps/s entropy {stats['entropy']:.2f}"
-                    + ("" if math.isnan(reward) else f" reward {reward:+.1f}"))
+                    + ("" if math.isnan(last_reward[0]) else f" ep.reward {last_reward[0]:+.1f}"))
             progress.update(task, completed=stats["timesteps"], info=info,
                             steps=f"{stats['timesteps'] / 1e6:.2f}M/{total / 1e6:.2f}M")
 
