@@ -145,9 +145,33 @@ def test_cli_backtest_json_and_check(tiny_checkpoints, market_dir, tmp_path):
     assert (tmp_path / "eval.returns.csv").is_file() and (tmp_path / "w.csv").is_file()
     strict = CliRunner().invoke(app, args + ["--check"])
     assert strict.exit_code == (0 if report["passed"] else 1)
-    # thresholds that cannot pass -> --check fails (turnover above -1 is impossible to meet)
-    impossible = CliRunner().invoke(app, args + ["--check", "--fees", "0.2"])
-    assert impossible.exit_code != 0
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_cli_check_exit_code_follows_criteria(tiny_checkpoints, market_dir, tmp_path, monkeypatch, passed):
+    import backtests.evaluate as evaluate
+    from backtests.criteria import Criterion
+
+    monkeypatch.setattr(evaluate, "evaluate_criteria",
+                        lambda table, thresholds: [Criterion("rl_rank_max", 2.0, 4.0, True),
+                                                   Criterion("rl_sharpe_min", -0.1, 0.0, passed)])
+    args = ["backtest", "--model", str(tiny_checkpoints[0]), "--data-source", "csv", "--csv-dir", str(market_dir),
+            "--output", str(tmp_path / "e.json")]
+    assert CliRunner().invoke(app, args).exit_code == 0  # without --check a failure is only reported
+    assert CliRunner().invoke(app, args + ["--check"]).exit_code == (0 if passed else 1)
+    assert json.loads((tmp_path / "e.json").read_text())["passed"] is passed
+
+
+def test_criteria_by_hand():
+    from backtests.criteria import evaluate_criteria
+
+    table = pd.DataFrame({"sharpe": [0.9, 1.2, 0.3], "turnover": [0.6, 0.0, 0.0], "rank": [2, 1, 3]},
+                         index=["RL", "ALL_SPY", "ALL_IWM"])
+    out = {c.name: c for c in evaluate_criteria(table, {"min_sharpe": 0.0, "max_sharpe_gap_to_spy": 0.5,
+                                                        "max_turnover": 0.5, "max_rank": 4})}
+    assert out["rl_sharpe_min"].passed and out["rl_rank_max"].passed
+    assert out["rl_sharpe_vs_all_spy"].threshold == pytest.approx(0.7) and out["rl_sharpe_vs_all_spy"].passed
+    assert not out["rl_turnover_max"].passed and out["rl_turnover_max"].value == 0.6
 
 
 def test_undefined_values_are_json_null():
