@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from rl_strategy.settings import CriteriaSettings
+
 RL_NAME = "RL"
 
 
@@ -30,19 +32,17 @@ class Criterion:
         return out
 
 
-def evaluate_criteria(table: pd.DataFrame, thresholds: dict, benchmark: str = "ALL_SPY") -> list[Criterion]:
+def evaluate_criteria(table: pd.DataFrame, thresholds: CriteriaSettings,
+                      benchmark: str = "ALL_SPY") -> list[Criterion]:
     """`table`: the ranked metrics (index = policy names, with RL and the benchmark)."""
     rl = table.loc[RL_NAME]
     spy_sharpe = table.loc[benchmark, "sharpe"] if benchmark in table.index else math.nan
     # NaN compares False everywhere: a missing value never passes.
-    gap = thresholds["max_sharpe_gap_to_spy"]
+    t = thresholds
     return [
-        Criterion("rl_sharpe_min", float(rl["sharpe"]), thresholds["min_sharpe"],
-                  bool(rl["sharpe"] >= thresholds["min_sharpe"])),
-        Criterion(f"rl_sharpe_vs_{benchmark.lower()}", float(rl["sharpe"]), float(spy_sharpe - gap),
-                  bool(rl["sharpe"] >= spy_sharpe - gap)),
-        Criterion("rl_turnover_max", float(rl["turnover"]), thresholds["max_turnover"],
-                  bool(rl["turnover"] <= thresholds["max_turnover"])),
-        Criterion("rl_rank_max", float(rl["rank"]), float(thresholds["max_rank"]),
-                  bool(rl["rank"] <= thresholds["max_rank"])),
+        Criterion("rl_sharpe_min", float(rl["sharpe"]), t.min_sharpe, bool(rl["sharpe"] >= t.min_sharpe)),
+        Criterion(f"rl_sharpe_vs_{benchmark.lower()}", float(rl["sharpe"]), float(spy_sharpe - t.max_sharpe_gap_to_spy),
+                  bool(rl["sharpe"] >= spy_sharpe - t.max_sharpe_gap_to_spy)),
+        Criterion("rl_turnover_max", float(rl["turnover"]), t.max_turnover, bool(rl["turnover"] <= t.max_turnover)),
+        Criterion("rl_rank_max", float(rl["rank"]), float(t.max_rank), bool(rl["rank"] <= t.max_rank)),
     ]

@@ -17,15 +17,15 @@ from backtests.baselines import BaselineContext, baseline_builders
 from backtests.criteria import RL_NAME, Criterion, evaluate_criteria
 from backtests.metrics import rank_by_sharpe, returns_metrics, trading_metrics
 from rl_strategy.checkpoint import Checkpoint
-from rl_strategy.data import MarketData, load_market
+from rl_strategy.data import MarketData, load_market, load_panel_cache
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
-from rl_strategy.portfolio import simulate_portfolio, value_before_orders
+from rl_strategy.portfolio import INIT_CASH, simulate_portfolio, value_before_orders
+from rl_strategy.settings import CriteriaSettings, Settings, apply_cli
 from rl_strategy.strategy import RLPolicy
 
 #: The environment's float64 accounting must match vectorbt's to this relative tolerance.
 PARITY_TOLERANCE = 1e-6
-INIT_CASH = 1_000_000.0  # large, so vectorbt's min_size (1e-8 units) never binds
 
 
 @dataclass
@@ -48,29 +48,33 @@ class BacktestResult:
 
 
 def training_period(ckpt: Checkpoint) -> tuple[pd.Timestamp, pd.Timestamp]:
-    d = ckpt.payload["data"]
-    return pd.Timestamp(d["period_start"]), pd.Timestamp(d["last_day"])
+    d = ckpt.training_data
+    return pd.Timestamp(d.period_start), pd.Timestamp(d.last_day)
 
 
-def load_backtest_data(ckpt: Checkpoint, start: str | None, end: str | None, source: str | None,
-                       csv_dir: str | None, cache_path: str | None, seed: int | None) -> MarketData:
-    """The evaluation panel: the checkpoint's universe, its config's test period by default."""
-    cfg = ckpt.config
-    start = start or cfg["periods"]["test_start"]
-    end = end or cfg["periods"]["test_end"]
-    if cache_path:
-        from rl_strategy.data import load_panel_cache
+def backtest_settings(ckpt: Checkpoint, **flags) -> Settings:
+    """The checkpoint's settings with the backtest's CLI flags on top (same precedence as every
+    command). The training run's tensor cache is never reused: a test panel cache is a flag."""
+    settings = ckpt.settings
+    settings.data.cache_path = None
+    return apply_cli(settings, **flags)
 
-        return load_panel_cache(cache_path, tickers=list(ckpt.assets))
-    src = source or ("csv" if csv_dir else cfg["data"]["source"])
-    return load_market(list(ckpt.assets), start, end, source=src, csv_dir=csv_dir or cfg["data"]["csv_dir"],
-                       cache_dir=cfg["data"]["cache_dir"], seed=cfg["data"]["seed"] if seed is None else seed,
-                       history_days=WARMUP, min_days=2)
+
+def load_backtest_data(settings: Settings, assets: tuple[str, ...], start: str | None = None,
+                       end: str | None = None) -> MarketData:
+    """The evaluation panel: the policy's universe, the settings' test period unless given."""
+    d = settings.data
+    start = start or settings.periods.test_start
+    end = end or settings.periods.test_end
+    if d.cache_path:
+        return load_panel_cache(d.cache_path, tickers=list(assets))
+    return load_market(list(assets), start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir,
+                       seed=d.seed, history_days=WARMUP, min_days=2)
 
 
 def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = None, slippage: float | None = None,
                  execution: str | None = None, allow_overlap: bool = False, seed: int = 0,
-                 thresholds: dict | None = None) -> BacktestResult:
+                 thresholds: CriteriaSettings | None = None) -> BacktestResult:
     ckpt = policy.checkpoint
     ckpt.check_universe(tuple(data.tickers))
     fees = policy.fees if fees is None else fees
@@ -104,7 +108,7 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     benchmark = (bench_value - 1.0).rename("EQ_BENCHMARK")
     table = returns_metrics(returns, benchmark).join(trading_metrics(pf, first))
     table = rank_by_sharpe(table)
-    criteria = evaluate_criteria(table, thresholds or ckpt.config["criteria"])
+    criteria = evaluate_criteria(table, thresholds or ckpt.settings.criteria)
     return BacktestResult(checkpoint=ckpt, data=data,
                           costs={"fees": fees, "slippage": slippage, "execution": execution},
                           weights=weights, returns=returns, benchmark=benchmark, table=table, criteria=criteria,

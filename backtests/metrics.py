@@ -21,8 +21,13 @@ import pandas as pd
 
 from rl_strategy.portfolio import YEAR_FREQ
 
+#: The columns of the ranked table, in display order (the JSON report, the terminal and the
+#: comparison page all use this list).
 METRICS = ("sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "calmar",
            "turnover", "rebalances", "alpha", "information_ratio")
+#: Metrics that are fractions shown as percent, and those that are counts.
+PERCENT_METRICS = frozenset({"cagr", "total_return", "volatility", "max_drawdown", "turnover", "alpha"})
+COUNT_METRICS = frozenset({"rank", "rebalances"})
 
 
 def returns_metrics(returns: pd.DataFrame, benchmark: pd.Series) -> pd.DataFrame:

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backtests.metrics import COUNT_METRICS, METRICS, PERCENT_METRICS
 from reports.json_report import REGIME_COLUMN, read_report
 from rl_strategy.atomic import atomic_write_text
 
-PERCENT = {"cagr", "total_return", "volatility", "max_drawdown", "turnover", "alpha"}
-COLUMNS = ("rank", "sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "calmar",
-           "turnover", "rebalances", "alpha", "information_ratio")
+COLUMNS = ("rank", *METRICS)
 
 
 def _png(fig) -> str:
@@ -83,9 +82,9 @@ def _charts(frame: pd.DataFrame, policies: list[str]) -> dict[str, str]:
 def _cell(key: str, value) -> str:
     if value is None:
         return "-"
-    if key in ("rank", "rebalances"):
+    if key in COUNT_METRICS:
         return str(int(value))
-    return f"{100 * value:.2f}%" if key in PERCENT else f"{value:.3f}"
+    return f"{100 * value:.2f}%" if key in PERCENT_METRICS else f"{value:.3f}"
 
 
 def _num(value) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from backtests.metrics import COUNT_METRICS, METRICS
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.checkpoint import package_versions
 from rl_strategy.errors import RLTraderError
@@ -38,18 +40,16 @@ def build_report(result, returns_file: str) -> dict:
     ckpt, data = result.checkpoint, result.data
     policies = []
     for name, row in result.table.iterrows():
-        entry = {"name": name, "rank": int(row["rank"])}
-        for key in ("sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "calmar",
-                    "turnover", "alpha", "information_ratio"):
-            entry[key] = _num(row[key])
-        entry["rebalances"] = int(row["rebalances"])
+        entry = {"name": name}
+        for key in ("rank", *METRICS):
+            entry[key] = int(row[key]) if key in COUNT_METRICS else _num(row[key])
         policies.append(entry)
     idx = result.returns.index
     return {
         "generated": datetime.now().isoformat(timespec="seconds"),
-        "model": {"path": str(ckpt.path), "parameters": ckpt.spec["parameters"],
-                  "timesteps": ckpt.payload["progress"]["timesteps"],
-                  "training_config": ckpt.config, "training_data": ckpt.payload["data"]},
+        "model": {"path": str(ckpt.path), "parameters": ckpt.spec.parameters,
+                  "timesteps": ckpt.progress.timesteps,
+                  "training_config": ckpt.settings.to_dict(), "training_data": asdict(ckpt.training_data)},
         "data": {"source": data.source, "tickers": list(data.tickers), "first_day": str(idx[0].date()),
                  "last_day": str(idx[-1].date()), "days": len(idx), "fingerprint": data.fingerprint},
         "costs": dict(result.costs),

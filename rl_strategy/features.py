@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rl_strategy.errors import RLTraderError
+
 #: Rows of history a feature needs before its first valid value (the longest window).
 WARMUP = 60
 #: Every feature is clipped to this range after its fixed scaling.
@@ -64,7 +66,7 @@ def observation_layout(assets: tuple[str, ...] | list[str], action_names: tuple[
     names += ["drawdown"]
     names += [f"prev_action:{a}" for a in action_names]
     if len(names) > obs_dim:
-        raise ValueError(
+        raise RLTraderError(
             f"observation needs {len(names)} values for {len(assets)} assets and "
             f"{len(action_names)} actions but obs_dim is {obs_dim}: raise env.obs_dim to at least {len(names)}")
     return names + ["pad"] * (obs_dim - len(names))

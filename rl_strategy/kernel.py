@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from rl_strategy.errors import RLTraderError
-from rl_strategy.portfolio import EXECUTIONS
+from rl_strategy.portfolio import WEIGHT_TOL, check_execution
 
 MIN_SIZE = 1e-8  # vectorbt.settings.portfolio["min_size"]: smallest order, in units
 REL_TOL = 1e-9  # vectorbt.utils.math_.rel_tol
@@ -189,8 +189,7 @@ def simulate_weights(open_: np.ndarray, close: np.ndarray, weights: np.ndarray, 
     close; `"next_open"` fills it at day t+1's open (the first row places no order; the last
     decision is never filled).
     """
-    if execution not in EXECUTIONS:
-        raise RLTraderError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+    check_execution(execution)
     close = np.ascontiguousarray(close, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     single = w.ndim == 2
@@ -206,8 +205,8 @@ def simulate_weights(open_: np.ndarray, close: np.ndarray, weights: np.ndarray, 
         shifted = np.full_like(w, np.nan)
         shifted[:, 1:] = w[:, :-1]  # decision of day t fills at day t+1's open
         w = shifted
-    in_range = np.isnan(w) | ((w >= -1e-12) & (w <= 1 + 1e-9))  # same tolerance as simulate_portfolio
-    if not in_range.all() or np.nansum(w, axis=2).max(initial=0.0) > 1 + 1e-9:
+    in_range = np.isnan(w) | ((w >= -WEIGHT_TOL) & (w <= 1 + WEIGHT_TOL))  # as simulate_portfolio
+    if not in_range.all() or np.nansum(w, axis=2).max(initial=0.0) > 1 + WEIGHT_TOL:
         raise RLTraderError("weights must be in [0, 1] with row sums <= 1 (long only, CASH = 1 - sum)")
     if not (np.isfinite(trade_price).all() and np.isfinite(close).all() and (close > 0).all()
             and (trade_price > 0).all()):

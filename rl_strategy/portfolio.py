@@ -10,7 +10,8 @@ exactly the one in shared/design/cost-accounting.md:
                            price=open_ without the shift would be look-ahead)
 
 Multi-scenario weights carry MultiIndex columns (scenario..., asset); each scenario becomes
-one cash-sharing group. Metrics are annualised over 252 trading days.
+one cash-sharing group. Annualisation is passed explicitly (`YEAR_FREQ`), never set in
+`vbt.settings`: a researcher's session keeps its own settings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from rl_strategy.errors import RLTraderError
 
 EXECUTIONS = ("next_open", "close")
 YEAR_FREQ = "252 days"  # trading days per year, for every annualised metric
+#: Default starting cash: large, so vectorbt's minimum order size (1e-8 units) never binds.
+INIT_CASH = 1_000_000.0
+#: Weights must lie in [-WEIGHT_TOL, 1 + WEIGHT_TOL] and sum to at most 1 + WEIGHT_TOL per row.
+WEIGHT_TOL = 1e-9
+
+
+def check_execution(execution: str, what: str = "execution") -> str:
+    """The one validation of an execution mode (a one-line error at every boundary)."""
+    if execution not in EXECUTIONS:
+        raise RLTraderError(f"{what} must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+    return execution
 
 
 def _assets(columns: pd.Index) -> pd.Index:
@@ -45,8 +57,7 @@ def _scenario_groups(columns: pd.Index) -> pd.Index:
 
 def _check(weights: pd.DataFrame, open_: pd.DataFrame | None, close: pd.DataFrame, execution: str) -> None:
     """One-line errors for what vectorbt would accept silently or fail on obscurely."""
-    if execution not in EXECUTIONS:
-        raise RLTraderError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+    check_execution(execution)
     if execution == "next_open" and open_ is None:
         raise RLTraderError("next_open execution needs open prices")
     for name, prices in (("close", close), ("open", open_)):
@@ -58,36 +69,34 @@ def _check(weights: pd.DataFrame, open_: pd.DataFrame | None, close: pd.DataFram
         if missing:
             raise RLTraderError(f"no {name} prices for {', '.join(map(str, missing))}")
     values = weights.to_numpy(dtype=np.float64)
-    if not (np.isnan(values) | ((values >= -1e-12) & (values <= 1 + 1e-9))).all():
+    if not (np.isnan(values) | ((values >= -WEIGHT_TOL) & (values <= 1 + WEIGHT_TOL))).all():
         raise RLTraderError("weights must be in [0, 1] (long only, CASH = 1 - row sum)")
     filled = weights.fillna(0.0)
     if isinstance(weights.columns, pd.MultiIndex):
         sums = filled.T.groupby(level=list(range(weights.columns.nlevels - 1)), sort=False).sum().T
     else:
         sums = filled.sum(axis=1)
-    if np.max(sums.to_numpy(), initial=0.0) > 1 + 1e-9:
+    if np.max(sums.to_numpy(), initial=0.0) > 1 + WEIGHT_TOL:
         raise RLTraderError("weights must have row sums <= 1 (CASH = 1 - row sum)")
 
 
 def simulate_portfolio(weights: pd.DataFrame, open_: pd.DataFrame | None, close: pd.DataFrame, *,
                        fees: float = 0.001, slippage: float = 0.0, execution: str = "next_open",
-                       init_cash: float = 1_000_000.0, group_by=None):
+                       init_cash: float = INIT_CASH, group_by=None):
     """Simulate target-weight decisions with vectorbt; returns a cash-sharing `vbt.Portfolio`.
 
     `group_by=None` makes one group per scenario (all column levels but the asset) or, for flat
     columns, one group. `init_cash` is large by default so vectorbt's minimum order size (1e-8
     units) never binds; divide `pf.value()` by it for an equity curve starting at 1.
 
-    Annualisation: vectorbt reads `settings.returns["year_freq"]` when a metric is computed, not
-    when the portfolio is built, so this sets it to 252 days (process-wide) before returning;
-    `pf.sharpe_ratio()` then equals `quantstats.stats.sharpe(pf.returns(), periods=252)`.
+    Annualisation is not changed globally: ask for it per call, e.g.
+    `pf.sharpe_ratio(year_freq=YEAR_FREQ)`, which equals `quantstats.stats.sharpe(pf.returns(), periods=252)`.
     """
     _check(weights, open_, close, execution)
     import vectorbt as vbt  # ~3 s; kept out of module import
 
     if group_by is None:
         group_by = _scenario_groups(weights.columns) if isinstance(weights.columns, pd.MultiIndex) else True
-    vbt.settings.returns["year_freq"] = YEAR_FREQ
     kwargs = dict(size_type="targetpercent", cash_sharing=True, call_seq="auto", group_by=group_by,
                   fees=fees, slippage=slippage, init_cash=init_cash, freq="1D")
     close_t = _tile(close, weights.columns)

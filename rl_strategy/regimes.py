@@ -36,6 +36,8 @@ from itertools import combinations
 
 import numpy as np
 
+from rl_strategy.errors import RLTraderError
+
 HOLD = 0
 
 
@@ -66,7 +68,7 @@ def build_regime_table(assets: tuple[str, ...] | list[str]) -> RegimeTable:
     assets = tuple(assets)
     n = len(assets)
     if n == 0:
-        raise ValueError("a universe needs at least one asset")
+        raise RLTraderError("a universe needs at least one asset")
     candidates: list[tuple[str, np.ndarray]] = [("ALL_CASH", np.zeros(n))]
     for i, a in enumerate(assets):
         candidates.append((f"ALL_{a}", np.eye(n)[i]))

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from rl_strategy.checkpoint import Checkpoint, load_checkpoint, resolve_model_path
+from rl_strategy.env import MarketEnv, prepare_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
 from rl_strategy.regimes import RegimeTable, build_regime_table
@@ -40,12 +41,12 @@ class RLPolicy:
         self.device = device
         self.net = checkpoint.policy(device)
         self.regimes: RegimeTable = build_regime_table(checkpoint.assets)
-        if list(self.regimes.names) != list(checkpoint.spec["regimes"]["names"]):
+        if self.regimes.names != checkpoint.spec.regime_names:
             raise RLTraderError(f"checkpoint {checkpoint.path.name} uses another regime table than this version builds")
-        env_cfg = checkpoint.config["env"]
-        self.execution: str = env_cfg["execution"]
-        self.fees: float = env_cfg["fees"]
-        self.slippage: float = env_cfg["slippage"]
+        env = checkpoint.settings.env
+        self.execution: str = env.execution
+        self.fees: float = env.fees
+        self.slippage: float = env.slippage
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> RLPolicy:
@@ -60,22 +61,17 @@ class RLPolicy:
             sample: bool = False, seed: int = 0) -> PolicyRun:
         """Replay the policy over the panel; decisions from `start` (or the first day with a full
         feature history) to the second-to-last day. Costs and timing default to the checkpoint's."""
-        from training.env import MarketEnv, prepare_market
-
         close = self._frame(close, "close")
         open_ = self._frame(open_, "open") if open_ is not None else None
         execution = execution or self.execution
         first = WARMUP if start is None else max(WARMUP, int(close.index.searchsorted(pd.Timestamp(start))))
-        try:
-            market = prepare_market(close, open_, execution, first)
-            length = market.last_decision - market.first_decision + 1
-            env = MarketEnv(market, self.regimes, n_envs=1, episode_length=length,
-                            fees=self.fees if fees is None else fees,
-                            slippage=self.slippage if slippage is None else slippage,
-                            obs_dim=self.checkpoint.spec["obs_dim"], seed=seed, device=self.device,
-                            dtype=torch.float64)
-        except ValueError as exc:
-            raise RLTraderError(str(exc)) from None
+        market = prepare_market(close, open_, execution, first)
+        length = market.last_decision - market.first_decision + 1
+        env = MarketEnv(market, self.regimes, n_envs=1, episode_length=length,
+                        fees=self.fees if fees is None else fees,
+                        slippage=self.slippage if slippage is None else slippage,
+                        obs_dim=self.checkpoint.spec.obs_dim, seed=seed, device=self.device,
+                        dtype=torch.float64)
         # The network runs in the precision it was trained in; the accounting runs in float64.
         generator = torch.Generator(device=self.device).manual_seed(seed)
         obs = env.reset(torch.tensor([market.first_decision]))

@@ -1,7 +1,7 @@
 """The embedded default market: a seeded generator of daily SPY, QQQ, IWM, TLT, GLD, ^VIX bars.
 
 Model (parameters in `synthetic_params.py`, fitted to real 2005-2024 data by
-`python -m rl_strategy.fit_synthetic`):
+`python tools/fit_synthetic.py`):
 
 * a hidden two-state Markov chain (calm / stress) sets each day's mean, volatility and
   correlations of the assets' daily log returns (Cholesky-correlated normal shocks);

@@ -1,4 +1,4 @@
-"""Synthetic market parameters, fitted by `python -m rl_strategy.fit_synthetic` to real
+"""Synthetic market parameters, fitted by `python tools/fit_synthetic.py` to real
 SPY/QQQ/IWM/TLT/GLD and ^VIX daily bars 2005-01-01..2024-12-31. Regenerate, do not edit.
 
 transition[i][j]: P(regime j tomorrow | regime i today), 0 = calm, 1 = stress.

@@ -11,20 +11,20 @@ import quantstats as qs
 import vectorbt as vbt
 from typer.testing import CliRunner
 
-from backtests.evaluate import load_backtest_data, run_backtest
-from rl_strategy.cli import app
+from backtests.evaluate import backtest_settings, load_backtest_data, run_backtest
 from rl_strategy.data import load_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
-from rl_strategy.portfolio import simulate_portfolio
+from rl_strategy.portfolio import YEAR_FREQ, simulate_portfolio
 from rl_strategy.strategy import RLPolicy
+from rltrader.cli import app
 
 TICKERS = ["SPY", "QQQ", "IWM"]
 
 
 @pytest.fixture(scope="module")
-def test_data(market_dir):
-    return load_market(TICKERS, "2020-01-01", "2024-12-31", source="csv", csv_dir=market_dir, history_days=WARMUP)
+def test_data(source):
+    return load_market(TICKERS, "2020-01-01", "2024-12-31", **source, history_days=WARMUP)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_helper_equals_hand_written_from_orders(test_data):
                                     group_by=True, cash_sharing=True, call_seq="auto", fees=0.001, slippage=0.0005,
                                     init_cash=1_000_000.0, freq="1D")
     np.testing.assert_allclose(pf.value().to_numpy(), ref.value().to_numpy(), rtol=0, atol=1e-6)
-    assert pf.sharpe_ratio() == pytest.approx(qs.stats.sharpe(pf.returns(), periods=252), rel=1e-12)
+    assert pf.sharpe_ratio(year_freq=YEAR_FREQ) == pytest.approx(qs.stats.sharpe(pf.returns(), periods=252), rel=1e-12)
 
 
 def test_metrics_equal_quantstats_for_every_policy(result):
@@ -110,32 +110,33 @@ def test_indicator_sweep_one_group_per_checkpoint(tiny_checkpoints, test_data):
     assert list(pf.value().columns) == ckpts
 
 
-def test_guards(tiny_checkpoints, market_dir):
+def test_guards(tiny_checkpoints, source, test_data):
     policy = RLPolicy.load(tiny_checkpoints[0])
-    overlap = load_market(TICKERS, "2019-06-01", "2020-12-31", source="csv", csv_dir=market_dir, history_days=WARMUP)
+    overlap = load_market(TICKERS, "2019-06-01", "2020-12-31", **source, history_days=WARMUP)
     with pytest.raises(RLTraderError, match="overlaps the checkpoint's training period"):
         run_backtest(policy, overlap)
     flagged = run_backtest(policy, overlap, allow_overlap=True)
     assert flagged.overlap_with_training
-    other = load_market(["SPY", "QQQ", "TLT"], "2021-01-01", "2021-12-31", source="csv", csv_dir=market_dir,
-                        history_days=WARMUP)
+    other = load_market(["SPY", "QQQ", "TLT"], "2021-01-01", "2021-12-31", **source, history_days=WARMUP)
     with pytest.raises(RLTraderError, match="trained on SPY,QQQ,IWM"):
         run_backtest(policy, other)
-    data = load_backtest_data(policy.checkpoint, None, None, "csv", str(market_dir), None, None)
-    assert str(data.period_start.date()) == "2020-01-02" and str(data.panel.index[-1].date()) == "2024-12-31"
+    data = load_backtest_data(backtest_settings(policy.checkpoint, data_source=source["source"],
+                                                csv_dir=source.get("csv_dir")), policy.assets)
+    assert data.fingerprint == test_data.fingerprint  # the config's test period, 2020-2024
 
 
-def test_cli_backtest_json_and_check(tiny_checkpoints, market_dir, tmp_path):
+def test_cli_backtest_json_and_check(tiny_checkpoints, source_args, test_data, tmp_path):
     out = tmp_path / "eval.json"
-    args = ["backtest", "--model", str(tiny_checkpoints[0].parent / "model_final_*.pt"), "--data-source", "csv",
-            "--csv-dir", str(market_dir), "--output", str(out), "--weights-out", str(tmp_path / "w.csv")]
+    args = ["backtest", "--model", str(tiny_checkpoints[0].parent / "model_final_*.pt"), *source_args,
+            "--output", str(out), "--weights-out", str(tmp_path / "w.csv")]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     for key in ("model", "data", "costs", "policies", "criteria", "passed", "parity_max_rel_diff"):
         assert key in report
-    assert report["model"]["parameters"] == 109_841 and report["data"]["days"] == 1258
-    assert report["data"]["first_day"] == "2020-01-02" and report["costs"]["execution"] == "next_open"
+    days = test_data.close.index[test_data.history_rows():]  # 1258 real NYSE days, 1305 synthetic business days
+    assert report["model"]["parameters"] == 109_841 and report["data"]["days"] == len(days)
+    assert report["data"]["first_day"] == str(days[0].date()) and report["costs"]["execution"] == "next_open"
     fields = {"name", "rank", "sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown",
               "turnover", "rebalances", "alpha", "information_ratio"}
     assert all(fields <= set(p) for p in report["policies"]) and len(report["policies"]) == 8
@@ -148,15 +149,14 @@ def test_cli_backtest_json_and_check(tiny_checkpoints, market_dir, tmp_path):
 
 
 @pytest.mark.parametrize("passed", [True, False])
-def test_cli_check_exit_code_follows_criteria(tiny_checkpoints, market_dir, tmp_path, monkeypatch, passed):
+def test_cli_check_exit_code_follows_criteria(tiny_checkpoints, source_args, tmp_path, monkeypatch, passed):
     import backtests.evaluate as evaluate
     from backtests.criteria import Criterion
 
     monkeypatch.setattr(evaluate, "evaluate_criteria",
                         lambda table, thresholds: [Criterion("rl_rank_max", 2.0, 4.0, True),
                                                    Criterion("rl_sharpe_min", -0.1, 0.0, passed)])
-    args = ["backtest", "--model", str(tiny_checkpoints[0]), "--data-source", "csv", "--csv-dir", str(market_dir),
-            "--output", str(tmp_path / "e.json")]
+    args = ["backtest", "--model", str(tiny_checkpoints[0]), *source_args, "--output", str(tmp_path / "e.json")]
     assert CliRunner().invoke(app, args).exit_code == 0  # without --check a failure is only reported
     assert CliRunner().invoke(app, args + ["--check"]).exit_code == (0 if passed else 1)
     assert json.loads((tmp_path / "e.json").read_text())["passed"] is passed
@@ -164,11 +164,12 @@ def test_cli_check_exit_code_follows_criteria(tiny_checkpoints, market_dir, tmp_
 
 def test_criteria_by_hand():
     from backtests.criteria import evaluate_criteria
+    from rl_strategy.settings import CriteriaSettings
 
     table = pd.DataFrame({"sharpe": [0.9, 1.2, 0.3], "turnover": [0.6, 0.0, 0.0], "rank": [2, 1, 3]},
                          index=["RL", "ALL_SPY", "ALL_IWM"])
-    out = {c.name: c for c in evaluate_criteria(table, {"min_sharpe": 0.0, "max_sharpe_gap_to_spy": 0.5,
-                                                        "max_turnover": 0.5, "max_rank": 4})}
+    out = {c.name: c for c in evaluate_criteria(table, CriteriaSettings(min_sharpe=0.0, max_sharpe_gap_to_spy=0.5,
+                                                                        max_turnover=0.5, max_rank=4))}
     assert out["rl_sharpe_min"].passed and out["rl_rank_max"].passed
     assert out["rl_sharpe_vs_all_spy"].threshold == pytest.approx(0.7) and out["rl_sharpe_vs_all_spy"].passed
     assert not out["rl_turnover_max"].passed and out["rl_turnover_max"].value == 0.6

@@ -9,9 +9,9 @@ import time
 
 from typer.testing import CliRunner
 
-from rl_strategy.cli import app
+from rltrader.cli import app
 
-RUN = [sys.executable, "-c", "import sys; from rl_strategy.cli import main; sys.argv[0] = 'rltrader'; main()"]
+RUN = [sys.executable, "-c", "import sys; from rltrader.cli import main; sys.argv[0] = 'rltrader'; main()"]
 
 
 def test_help_is_fast_and_lists_commands():
@@ -24,9 +24,11 @@ def test_help_is_fast_and_lists_commands():
         assert "--" in subprocess.run(RUN + sub, capture_output=True, text=True, check=True).stdout
 
 
-def test_errors_are_one_line_with_exit_code_1(market_dir, tmp_path):
+def test_errors_are_one_line_with_exit_code_1(tmp_path):
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "SPY.csv").write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,1,1,1,1,0\n")
     cases = [
-        ["data", "fetch", "--tickers", "SPY,NOPE", "--source", "csv", "--csv-dir", str(market_dir)],
+        ["data", "fetch", "--tickers", "SPY,NOPE", "--csv-dir", str(tmp_path / "csv")],  # --csv-dir implies csv
         ["data", "fetch", "--start", "2020-01-01", "--end", "2019-01-01"],
         ["backtest", "--model", str(tmp_path / "missing_*.pt")],
         ["train", "--config", str(tmp_path / "nope.yaml")],

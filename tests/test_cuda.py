@@ -9,10 +9,10 @@ import torch
 
 from rl_strategy.checkpoint import load_checkpoint
 from rl_strategy.data import load_market
+from rl_strategy.env import MarketEnv, prepare_training_market
 from rl_strategy.features import WARMUP
 from rl_strategy.regimes import build_regime_table
 from training.config import load_settings
-from training.env import MarketEnv, prepare_training_market
 from training.train import build_session, run_training
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -399,7 +399,7 @@ def test_panel_cache_refusals(tmp_path, market_dir):
 def test_cli_data_fetch_csv(tmp_path, market_dir):
     from typer.testing import CliRunner
 
-    from rl_strategy.cli import app
+    from rltrader.cli import app
 
     out = tmp_path / "panel.pt"
     result = CliRunner().invoke(app, ["data", "fetch", "--tickers", "SPY,QQQ,IWM", "--start", "2015-01-01",
@@ -418,7 +418,7 @@ def test_cli_data_fetch_csv(tmp_path, market_dir):
 def test_cli_data_fetch_help_and_synthetic_default():
     from typer.testing import CliRunner
 
-    from rl_strategy.cli import app
+    from rltrader.cli import app
 
     runner = CliRunner()
     help_text = runner.invoke(app, ["data", "fetch", "--help"], env={"COLUMNS": "200"}).output
@@ -431,7 +431,7 @@ def test_cli_data_fetch_help_and_synthetic_default():
 
 
 def test_cli_missing_ticker_is_one_line_and_exit_1(tmp_path, market_dir, monkeypatch, capsys):
-    from rl_strategy import cli
+    from rltrader import cli
 
     monkeypatch.setattr(sys, "argv", ["rltrader", "data", "fetch", "--tickers", "SPY,NOPE", "--source", "csv",
                                       "--csv-dir", str(market_dir)])

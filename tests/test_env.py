@@ -8,18 +8,23 @@ import pytest
 import torch
 
 from rl_strategy.data import load_market
+from rl_strategy.env import MarketEnv, prepare_market, prepare_training_market
+from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP, observation_layout
 from rl_strategy.portfolio import simulate_portfolio, value_before_orders
 from rl_strategy.regimes import build_regime_table
-from training.env import MarketEnv, prepare_market, prepare_training_market
 
 TICKERS = ["SPY", "QQQ", "IWM"]
 
 
-@pytest.fixture(scope="module")
-def real(market_dir):
-    return load_market(TICKERS, "2015-01-01", "2024-12-31", source="csv", csv_dir=market_dir,
-                       history_days=WARMUP)
+@pytest.fixture(scope="module", params=["synthetic", "real"])
+def panel(request):
+    """Every accounting, look-ahead and state test runs on the embedded synthetic market (always)
+    and on the real prices in ../shared (when present)."""
+    if request.param == "synthetic":
+        return load_market(TICKERS, "2015-01-01", "2024-12-31", source="synthetic", seed=0, history_days=WARMUP)
+    return load_market(TICKERS, "2015-01-01", "2024-12-31", source="csv",
+                       csv_dir=request.getfixturevalue("market_dir"), history_days=WARMUP)
 
 
 def test_regime_table_v2():
@@ -47,7 +52,7 @@ def test_observation_layout_is_64_for_v2_and_checks_size():
     layout = observation_layout(TICKERS, t.names, 64)
     assert len(layout) == 64 and layout[0] == "SPY:ret_1d" and layout[24] == "weight:CASH"
     assert layout[28] == "drawdown" and layout[29] == "prev_action:HOLD" and layout[45:] == ["pad"] * 19
-    with pytest.raises(ValueError, match="at least 45"):
+    with pytest.raises(RLTraderError, match="at least 45"):
         observation_layout(TICKERS, t.names, 40)
 
 
@@ -60,8 +65,8 @@ def _random_actions(rng, steps, n_envs, n_actions):
 
 @pytest.mark.parametrize("execution", ["next_open", "close"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
-def test_env_equity_matches_vectorbt(real, execution, dtype, tol):
-    market = prepare_training_market(real, execution)
+def test_env_equity_matches_vectorbt(panel, execution, dtype, tol):
+    market = prepare_training_market(panel, execution)
     table = build_regime_table(tuple(TICKERS))
     n_envs, length = 8, 400
     env = MarketEnv(market, table, n_envs=n_envs, episode_length=length, fees=0.001, slippage=0.0005,
@@ -84,9 +89,9 @@ def test_env_equity_matches_vectorbt(real, execution, dtype, tol):
         w[s:s + length] = table.weights[actions[:, e]]
         frames[f"env{e}"] = pd.DataFrame(w, index=dates, columns=TICKERS)
     stacked = pd.concat(frames, axis=1)
-    pf = simulate_portfolio(stacked, real.open, real.close, fees=0.001, slippage=0.0005, execution=execution,
+    pf = simulate_portfolio(stacked, panel.open, panel.close, fees=0.001, slippage=0.0005, execution=execution,
                             init_cash=1e6)
-    vbt_value = value_before_orders(pf, real.close, execution) / 1e6
+    vbt_value = value_before_orders(pf, panel.close, execution) / 1e6
     worst = 0.0
     for e in range(n_envs):
         s = int(starts[e])
@@ -95,14 +100,14 @@ def test_env_equity_matches_vectorbt(real, execution, dtype, tol):
     assert worst <= tol
 
 
-def test_reward_is_net_return_minus_benchmark_by_hand(real):
-    market = prepare_training_market(real, "next_open")
+def test_reward_is_net_return_minus_benchmark_by_hand(panel):
+    market = prepare_training_market(panel, "next_open")
     table = build_regime_table(tuple(TICKERS))
     env = MarketEnv(market, table, n_envs=1, episode_length=5, fees=0.001, slippage=0.0, reward_scale=100.0,
                     dtype=torch.float64)
     s = market.first_decision + 10
     env.reset(torch.tensor([s]))
-    o, c = real.open.to_numpy(), real.close.to_numpy()
+    o, c = panel.open.to_numpy(), panel.close.to_numpy()
     spy = table.names.index("ALL_SPY")
     # Day s: ALL_SPY from all cash -> buy at open s+1 with all cash net of the fee, mark at close s+1.
     _, r1, *_ = env.step(torch.tensor([spy]))
@@ -121,8 +126,8 @@ def test_reward_is_net_return_minus_benchmark_by_hand(real):
     assert float(env.value) == pytest.approx(v3, rel=1e-13)
 
 
-def test_episode_truncates_and_auto_resets(real):
-    market = prepare_training_market(real, "next_open")
+def test_episode_truncates_and_auto_resets(panel):
+    market = prepare_training_market(panel, "next_open")
     env = MarketEnv(market, build_regime_table(tuple(TICKERS)), n_envs=4, episode_length=3, seed=1)
     for _ in range(3):
         obs, reward, term, trunc, info = env.step(torch.zeros(4, dtype=torch.long))
@@ -132,11 +137,11 @@ def test_episode_truncates_and_auto_resets(real):
     assert not torch.equal(info["final_obs"], obs)  # the final obs is not the reset obs
 
 
-def test_no_look_ahead_observations_and_rewards(real):
+def test_no_look_ahead_observations_and_rewards(panel):
     """Changing every price after day t leaves every observation and reward up to t unchanged."""
     table = build_regime_table(tuple(TICKERS))
     rng = np.random.default_rng(7)
-    close, open_ = real.close, real.open
+    close, open_ = panel.close, panel.open
     for t_cut in rng.integers(WARMUP + 50, len(close) - 50, size=5):
         def trajectory(c: pd.DataFrame, o: pd.DataFrame, t_cut: int = int(t_cut)):
             market = prepare_market(c, o, "next_open", WARMUP)
@@ -161,8 +166,8 @@ def test_no_look_ahead_observations_and_rewards(real):
                                prepare_market(shocked_c, shocked_o).features[t_cut:])
 
 
-def test_env_state_roundtrip(real):
-    market = prepare_training_market(real, "next_open")
+def test_env_state_roundtrip(panel):
+    market = prepare_training_market(panel, "next_open")
     table = build_regime_table(tuple(TICKERS))
     a = MarketEnv(market, table, n_envs=16, episode_length=20, seed=5)
     for _ in range(7):
@@ -176,13 +181,13 @@ def test_env_state_roundtrip(real):
         assert torch.equal(oa, ob) and torch.equal(ra, rb)
 
 
-def test_gymnasium_adapters(real):
+def test_gymnasium_adapters(panel):
     gym = pytest.importorskip("gymnasium")
     from gymnasium.utils.env_checker import check_env
 
-    from training.gym_adapters import MarketGymEnv, MarketVectorEnv
+    from rl_strategy.gym_adapters import MarketGymEnv, MarketVectorEnv
 
-    market = prepare_training_market(real, "next_open")
+    market = prepare_training_market(panel, "next_open")
     table = build_regime_table(tuple(TICKERS))
     env = MarketGymEnv(market, table, episode_length=20)
     check_env(env, skip_render_check=True)
@@ -201,11 +206,11 @@ def test_gymnasium_adapters(real):
     assert trunc.all() and info["final_obs"].shape == (4, 64) and reward.shape == (4,)
 
 
-def test_env_matches_numba_kernel(real):
+def test_env_matches_numba_kernel(panel):
     """The numba reference kernel is the independent check of the torch accounting."""
     from rl_strategy.kernel import simulate_weights
 
-    market = prepare_training_market(real, "next_open")
+    market = prepare_training_market(panel, "next_open")
     table = build_regime_table(tuple(TICKERS))
     n_envs, length, s = 16, 300, market.first_decision
     env = MarketEnv(market, table, n_envs=n_envs, episode_length=length, fees=0.002, slippage=0.001,
@@ -216,7 +221,7 @@ def test_env_matches_numba_kernel(real):
     for k in range(length):
         _, _, _, _, info = env.step(torch.as_tensor(actions[k]))
         env_values[k + 1] = (info["final_value"] if k == length - 1 else env.value).numpy()
-    o, c = real.open.to_numpy()[s:s + length + 1], real.close.to_numpy()[s:s + length + 1]
+    o, c = panel.open.to_numpy()[s:s + length + 1], panel.close.to_numpy()[s:s + length + 1]
     w = np.full((n_envs, length + 1, len(TICKERS)), np.nan)
     w[:, :length] = table.weights[actions.T]
     kernel = simulate_weights(o, c, w, fees=0.002, slippage=0.001, execution="next_open", init_cash=1e6) / 1e6

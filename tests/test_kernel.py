@@ -3,6 +3,8 @@ computation of the recurrence in shared/design/cost-accounting.md; the 252-day a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,9 +19,16 @@ PARITY = 1e-12  # max relative difference, kernel equity vs pf.value()
 
 
 @pytest.fixture(scope="module")
-def prices(market_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(open, close) of SPY/QQQ/IWM on their common dates 2015-01-01..2024-12-31."""
-    frames = {t: pd.read_csv(market_dir / f"{t}.csv", index_col="Date", parse_dates=True) for t in TICKERS}
+def prices(source) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(open, close) of SPY/QQQ/IWM on their common dates 2015-01-01..2024-12-31: the synthetic
+    market, and the real CSVs read directly with pandas (not through the data layer)."""
+    if source["source"] == "synthetic":
+        from rl_strategy.synthetic import generate_market
+
+        frames = generate_market(TICKERS, pd.Timestamp("2015-01-01"), pd.Timestamp("2024-12-31"), 0)
+    else:
+        frames = {t: pd.read_csv(Path(source["csv_dir"]) / f"{t}.csv", index_col="Date", parse_dates=True)
+                  for t in TICKERS}
     dates = frames["SPY"].index
     for frame in frames.values():
         dates = dates.intersection(frame.index)
@@ -183,15 +192,18 @@ def test_next_open_is_close_execution_of_shifted_weights(prices):
     np.testing.assert_array_equal(pf.value().to_numpy(), ref.value().to_numpy())
 
 
-def test_sharpe_is_annualised_over_252_days(prices):
+def test_sharpe_is_annualised_over_252_days_without_touching_vbt_settings(prices):
     import quantstats as qs
     import vectorbt as vbt
 
+    from rl_strategy.portfolio import YEAR_FREQ
+
     open_, close = prices
     w = random_paths(np.random.default_rng(9), N_SCEN, len(close))
-    vbt.settings.returns["year_freq"] = "365 days"  # vectorbt's default; the helper must override it
+    before = vbt.settings.returns["year_freq"]
     pf = simulate_portfolio(as_frame(w, close), open_, close, fees=0.001, slippage=0.0005)
-    sharpe = pf.sharpe_ratio()
+    assert vbt.settings.returns["year_freq"] == before  # a researcher's session keeps its settings
+    sharpe = pf.sharpe_ratio(year_freq=YEAR_FREQ)
     returns = pf.returns()
     assert len(sharpe) == N_SCEN
     for scen in sharpe.index:

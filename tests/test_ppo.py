@@ -10,7 +10,8 @@ import torch
 from rl_strategy.checkpoint import load_checkpoint, save_checkpoint
 from rl_strategy.errors import RLTraderError
 from rl_strategy.policy import GRUPolicy
-from training.config import PPOSettings, load_settings
+from rl_strategy.settings import PPOSettings
+from training.config import load_settings
 from training.ppo import compute_gae, ppo_loss
 from training.train import build_session, run_training
 
@@ -50,8 +51,11 @@ def test_clipped_loss_by_hand():
     assert parts.approx_kl.item() == pytest.approx(((2 - 1) - torch.log(torch.tensor(2.0)).item()) / 2)
 
 
-def _settings(market_dir, tmp_path, **ppo):
-    s = load_settings(None, {"data.source": "csv", "data.csv_dir": str(market_dir), "ppo.n_envs": 32,
+def _settings(source, tmp_path, **ppo):
+    """Small settings on `source` (the `source` fixture, or a path to the real CSVs)."""
+    if not isinstance(source, dict):
+        source = {"source": "csv", "csv_dir": str(source)}
+    s = load_settings(None, {"data.source": source["source"], "data.csv_dir": source.get("csv_dir"), "ppo.n_envs": 32,
                              "ppo.n_steps": 16, "ppo.minibatches": 4, "env.episode_length": 32,
                              "run.timesteps": 32 * 16 * 3, "run.device": "cpu", "run.out": str(tmp_path / "ck"),
                              "run.checkpoint_every": 1})
@@ -60,8 +64,8 @@ def _settings(market_dir, tmp_path, **ppo):
 
 
 @pytest.mark.parametrize("episode_length", [32, 8])  # longer and shorter than the rollout
-def test_sequence_minibatch_reproduces_rollout_logprobs(market_dir, tmp_path, episode_length):
-    s = _settings(market_dir, tmp_path)
+def test_sequence_minibatch_reproduces_rollout_logprobs(source, tmp_path, episode_length):
+    s = _settings(source, tmp_path)
     s.env.episode_length = episode_length
     tr = build_session(s).trainer
     tr.collect()
@@ -76,8 +80,8 @@ def test_sequence_minibatch_reproduces_rollout_logprobs(market_dir, tmp_path, ep
     torch.testing.assert_close(values, tr._sequences(buf.values), atol=1e-6, rtol=0)
 
 
-def test_truncation_bootstraps_final_value(market_dir, tmp_path):
-    s = _settings(market_dir, tmp_path)
+def test_truncation_bootstraps_final_value(source, tmp_path):
+    s = _settings(source, tmp_path)
     s.env.episode_length = 16  # every rollout ends exactly at a truncation
     session = build_session(s)
     tr, env = session.trainer, session.env
@@ -106,24 +110,24 @@ def _weights(policy):
     return torch.cat([p.detach().flatten() for p in policy.parameters()])
 
 
-def test_same_seed_same_weights(market_dir, tmp_path):
+def test_same_seed_same_weights(source, tmp_path):
     runs = []
     for i in range(2):
-        session = build_session(_settings(market_dir, tmp_path / str(i)))
+        session = build_session(_settings(source, tmp_path / str(i)))
         run_training(session)
         runs.append(_weights(session.trainer.policy))
     assert torch.equal(runs[0], runs[1])
-    other = _settings(market_dir, tmp_path / "x")
+    other = _settings(source, tmp_path / "x")
     other.run.seed = 2
     session = build_session(other)
     run_training(session)
     assert not torch.equal(runs[0], _weights(session.trainer.policy))
 
 
-def test_resume_equals_uninterrupted(market_dir, tmp_path):
-    straight = build_session(_settings(market_dir, tmp_path / "a"))
+def test_resume_equals_uninterrupted(source, tmp_path):
+    straight = build_session(_settings(source, tmp_path / "a"))
     run_training(straight)
-    first = build_session(_settings(market_dir, tmp_path / "b"))
+    first = build_session(_settings(source, tmp_path / "b"))
     part = run_training(first, stop_after_updates=1)
     assert part.interrupted
     ckpt = load_checkpoint(part.final_checkpoint)
@@ -135,11 +139,12 @@ def test_resume_equals_uninterrupted(market_dir, tmp_path):
     assert torch.equal(_weights(straight.trainer.policy), _weights(resumed.trainer.policy))
 
 
-def test_checkpoint_refusals(market_dir, tmp_path):
-    session = build_session(_settings(market_dir, tmp_path))
+def test_checkpoint_refusals(source, tmp_path):
+    session = build_session(_settings(source, tmp_path))
     path = save_checkpoint(session.payload(), tmp_path / "ok.pt")
     ck = load_checkpoint(path)
-    assert ck.spec["parameters"] == 109_841 and ck.assets == ("SPY", "QQQ", "IWM")
+    assert ck.spec.parameters == 109_841 and ck.assets == ("SPY", "QQQ", "IWM")
+    assert ck.settings == session.settings and ck.training_data.fingerprint == session.data.fingerprint
 
     with pytest.raises(RLTraderError, match="trained on SPY,QQQ,IWM but the data holds SPY,TLT"):
         ck.check_universe(("SPY", "TLT"))
@@ -181,15 +186,15 @@ def test_entropy_does_not_collapse_on_real_data(market_dir, tmp_path):
     assert entropies[-1] < entropies[0]  # but it does learn something
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint(market_dir, tmp_path):
+def test_ctrl_c_saves_a_resumable_checkpoint(source_args, tmp_path):
     import signal
     import subprocess
     import sys
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-c", "import sys; from rl_strategy.cli import main; sys.argv[0] = 'rltrader'; main()",
-           "train", "--data-source", "csv", "--csv-dir", str(market_dir), "--n-envs", "64", "--timesteps",
+    cmd = [sys.executable, "-c", "import sys; from rltrader.cli import main; sys.argv[0] = 'rltrader'; main()",
+           "train", *source_args, "--n-envs", "64", "--timesteps",
            "100000000", "--device", "cpu", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -204,13 +209,13 @@ def test_ctrl_c_saves_a_resumable_checkpoint(market_dir, tmp_path):
     saved = list(out.glob("model_step_*.pt"))
     assert len(saved) == 1 and "--resume" in stderr
     ckpt = load_checkpoint(saved[0])
-    assert ckpt.payload["progress"]["timesteps"] > 0 and "trainer" in ckpt.payload
+    assert ckpt.progress.timesteps > 0 and ckpt.trainer_state["updates_done"] >= 1
 
 
-def test_non_finite_loss_stops_with_one_line_error(market_dir, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_one_line_error(source, tmp_path, monkeypatch):
     from training.ppo import PPOTrainer, TrainingDiverged
 
-    session = build_session(_settings(market_dir, tmp_path))
+    session = build_session(_settings(source, tmp_path))
 
     def boom(self):
         raise TrainingDiverged("loss became non-finite at update 1")
@@ -221,9 +226,9 @@ def test_non_finite_loss_stops_with_one_line_error(market_dir, tmp_path, monkeyp
     assert not list((tmp_path / "ck").glob("model_final_*.pt"))
 
 
-def test_other_universe_from_config_alone(market_dir, tmp_path):
+def test_other_universe_from_config_alone(source, tmp_path):
     """Bonds and gold: a new ticker list changes the regime table and observation, no code."""
-    s = _settings(market_dir, tmp_path)
+    s = _settings(source, tmp_path)
     s.data.tickers = ["SPY", "TLT", "GLD", "IWM"]
     s.run.timesteps = 32 * 16
     session = build_session(s)
@@ -231,4 +236,4 @@ def test_other_universe_from_config_alone(market_dir, tmp_path):
     assert session.env.layout[32] == "weight:CASH" and len(session.env.layout) == 64
     result = run_training(session)
     ckpt = load_checkpoint(result.final_checkpoint)
-    assert ckpt.assets == ("SPY", "TLT", "GLD", "IWM") and ckpt.spec["n_actions"] == 22
+    assert ckpt.assets == ("SPY", "TLT", "GLD", "IWM") and ckpt.spec.n_actions == 22

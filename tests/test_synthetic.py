@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rl_strategy import fit_synthetic
 from rl_strategy.errors import RLTraderError
 from rl_strategy.synthetic import HORIZON, ORIGIN, SUPPORTED_TICKERS, generate_market, simulate
 
 ALL = list(SUPPORTED_TICKERS)
+_spec = importlib.util.spec_from_file_location("fit_synthetic", Path(__file__).resolve().parents[1] / "tools" / "fit_synthetic.py")
+fit_synthetic = importlib.util.module_from_spec(_spec)  # a developer tool, not part of the package
+_spec.loader.exec_module(fit_synthetic)
 ASSETS = [t for t in ALL if t != "^VIX"]
 TS = pd.Timestamp
 

@@ -7,9 +7,9 @@ import time
 
 import torch
 
+from rl_strategy.env import MarketEnv, prepare_training_market
 from rl_strategy.regimes import build_regime_table
-from training.config import Settings
-from training.env import MarketEnv, prepare_training_market
+from rl_strategy.settings import Settings
 from training.train import build_session, load_training_data
 
 

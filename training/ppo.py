@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rl_strategy.env import MarketEnv
 from rl_strategy.policy import GRUPolicy
-from training.config import PPOSettings
-from training.env import MarketEnv
+from rl_strategy.settings import PPOSettings
 
 
 class TrainingDiverged(RuntimeError):

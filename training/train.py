@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rl_strategy.checkpoint import Checkpoint, package_versions, save_checkpoint
+from rl_strategy.checkpoint import Checkpoint, Progress, build_payload, save_checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache
+from rl_strategy.env import MarketEnv, prepare_training_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
 from rl_strategy.policy import GRUPolicy
 from rl_strategy.regimes import build_regime_table
-from training.config import Settings, resolve_device, settings_from_dict
-from training.env import MarketEnv, prepare_training_market
+from rl_strategy.settings import Settings, resolve_device
 from training.ppo import PPOTrainer, TrainingDiverged
 
 METRIC_COLUMNS = ("update", "timesteps", "episode_reward", "policy_loss", "value_loss", "entropy", "approx_kl",
@@ -67,34 +67,11 @@ class Session:
 
     def payload(self) -> dict:
         """The checkpoint content for the current state of the run."""
-        s, env, tr = self.settings, self.env, self.trainer
-        return {
-            "model": {k: v.detach().cpu() for k, v in tr.policy.state_dict().items()},
-            "spec": {"obs_dim": env.obs_dim, "n_actions": env.regimes.n_actions, "hidden": tr.policy.hidden,
-                     "assets": list(env.market.assets), "regimes": env.regimes.to_dict(),
-                     "layout": list(env.layout), "execution": env.market.execution,
-                     "parameters": sum(p.numel() for p in tr.policy.parameters())},
-            "config": s.to_dict(),
-            "data": {"source": self.data.source, "fingerprint": self.data.fingerprint,
-                     "tickers": list(self.data.tickers), "first_day": str(self.data.panel.index[0].date()),
-                     "last_day": str(self.data.panel.index[-1].date()),
-                     "period_start": str(self.data.period_start.date())},
-            "versions": package_versions(),
-            "progress": {"timesteps": tr.timesteps_done, "updates": tr.updates_done,
-                         "total_timesteps": tr.total_timesteps},
-            "created": datetime.now().isoformat(timespec="seconds"),
-            "trainer": _to_cpu(tr.state_dict()),
-        }
-
-
-def _to_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
+        env, tr = self.env, self.trainer
+        return build_payload(model_state=tr.policy.state_dict(), settings=self.settings, regimes=env.regimes,
+                             layout=env.layout, data=self.data, execution=env.market.execution,
+                             progress=Progress(tr.timesteps_done, tr.updates_done, tr.total_timesteps),
+                             trainer_state=tr.state_dict())
 
 
 def build_session(settings: Settings, resume: Checkpoint | None = None) -> Session:
@@ -104,30 +81,27 @@ def build_session(settings: Settings, resume: Checkpoint | None = None) -> Sessi
     market = prepare_training_market(data, settings.env.execution)
     regimes = build_regime_table(tuple(data.tickers))
     e = settings.env
-    try:
-        env = MarketEnv(market, regimes, n_envs=settings.ppo.n_envs, episode_length=e.episode_length,
-                        fees=e.fees, slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim,
-                        seed=settings.run.seed, device=device)
-    except ValueError as exc:
-        raise RLTraderError(str(exc)) from None
+    env = MarketEnv(market, regimes, n_envs=settings.ppo.n_envs, episode_length=e.episode_length,
+                    fees=e.fees, slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim,
+                    seed=settings.run.seed, device=device)
     policy = GRUPolicy(e.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
     trainer = PPOTrainer(env, policy, settings.ppo, settings.run.timesteps, seed=settings.run.seed)
     session = Session(settings, data, env, trainer, device)
     if resume is not None:
         resume.check_universe(data.tickers, e.obs_dim)
-        if resume.payload["data"]["fingerprint"] != data.fingerprint:
+        trained_on = resume.training_data.fingerprint
+        if trained_on != data.fingerprint:
             raise RLTraderError(f"--resume: {resume.path.name} was trained on other data "
-                                f"(fingerprint {resume.payload['data']['fingerprint'][:12]} vs {data.fingerprint[:12]})")
-        if "trainer" not in resume.payload:
-            raise RLTraderError(f"--resume: {resume.path.name} holds no trainer state")
-        policy.load_state_dict(resume.payload["model"])
-        trainer.load_state_dict(resume.payload["trainer"])
+                                f"(fingerprint {trained_on[:12]} vs {data.fingerprint[:12]})")
+        trainer_state = resume.trainer_state
+        policy.load_state_dict(resume.model_state)
+        trainer.load_state_dict(trainer_state)
     return session
 
 
 def resume_settings(ckpt: Checkpoint, timesteps: int | None, device: str | None, out: str | None) -> Settings:
     """A resumed run uses the checkpoint's config; only the budget, device and output may change."""
-    s = settings_from_dict(ckpt.config)
+    s = ckpt.settings
     if timesteps is not None:
         s.run.timesteps = timesteps
     if device is not None:

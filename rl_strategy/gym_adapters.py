@@ -3,7 +3,7 @@
 `MarketGymEnv` is one episode at a time (passes `gymnasium.utils.env_checker.check_env`);
 `MarketVectorEnv` exposes the batched env as a `gymnasium.vector.VectorEnv` with same-step
 autoreset (the final observation of a finished episode is in `info["final_obs"]`). Both wrap
-`training.env.MarketEnv`, so the accounting is the same as in training. gymnasium is an
+`rl_strategy.env.MarketEnv`, so the accounting is the same as in training. gymnasium is an
 optional dependency: `pip install -e ".[gym]"`.
 """
 
@@ -15,9 +15,9 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from rl_strategy.env import MarketEnv, MarketTensors
 from rl_strategy.features import CLIP  # every observation value lies in [-CLIP, CLIP]
 from rl_strategy.regimes import RegimeTable
-from training.env import MarketEnv, MarketTensors
 
 
 class MarketGymEnv(gym.Env):

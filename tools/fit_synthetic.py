@@ -1,9 +1,9 @@
-"""Fit the synthetic market's parameters to real data (run once; the numbers are committed).
+"""Developer tool: fit the synthetic market's parameters to real data (run once; the numbers are committed).
 
-    python -m rl_strategy.fit_synthetic --market-dir ../shared/data/market          # print params
-    python -m rl_strategy.fit_synthetic --market-dir ../shared/data/market --write  # overwrite them
-    python -m rl_strategy.fit_synthetic --market-dir ../shared/data/market --table --seeds 100
-    python -m rl_strategy.fit_synthetic --assets SPY QQQ IWM --write                # fewer assets
+    python tools/fit_synthetic.py --market-dir ../shared/data/market          # print params
+    python tools/fit_synthetic.py --market-dir ../shared/data/market --write  # overwrite them
+    python tools/fit_synthetic.py --market-dir ../shared/data/market --table --seeds 100
+    python tools/fit_synthetic.py --assets SPY QQQ IWM --write                # fewer assets
 
 Method (simple on purpose: counts, sample moments, least-squares lines, one grid search), on the
 days 2005-2024 where all the assets and ^VIX trade:
@@ -41,7 +41,7 @@ TRADING_DAYS = 252
 # Price on the generator's first day (1990): any plausible level; not fitted.
 START_PRICES = {"SPY": 100.0, "QQQ": 50.0, "IWM": 60.0, "TLT": 50.0, "GLD": 40.0}
 HALF_NORMAL_MEAN = float(np.sqrt(2 / np.pi))
-PARAMS_FILE = Path(__file__).with_name("synthetic_params.py")
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "rl_strategy" / "synthetic_params.py"
 
 
 # ---------------------------------------------------------------------------- data
@@ -238,7 +238,7 @@ def render_params(params: dict) -> str:
     """The text of synthetic_params.py: a docstring saying what the numbers are, then PARAMS."""
     assets = "/".join(params["assets"])
     start, end = params["fit_window"]
-    return f'''"""Synthetic market parameters, fitted by `python -m rl_strategy.fit_synthetic` to real
+    return f'''"""Synthetic market parameters, fitted by `python tools/fit_synthetic.py` to real
 {assets} and ^VIX daily bars {start}..{end}. Regenerate, do not edit.
 
 transition[i][j]: P(regime j tomorrow | regime i today), 0 = calm, 1 = stress.

@@ -23,8 +23,9 @@ import torch
 
 from rl_strategy.accounting import rebalance
 from rl_strategy.data import MarketData
+from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP, market_features, n_market_features, observation_layout
-from rl_strategy.portfolio import EXECUTIONS
+from rl_strategy.portfolio import check_execution
 from rl_strategy.regimes import HOLD, RegimeTable
 
 
@@ -58,10 +59,9 @@ def prepare_market(close: pd.DataFrame, open_: pd.DataFrame | None = None, execu
     `first_decision` is the first row decisions may be taken on: at least WARMUP, later when the
     rows before it are history that precedes the requested period.
     """
-    if execution not in EXECUTIONS:
-        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+    check_execution(execution)
     if execution == "next_open" and open_ is None:
-        raise ValueError("next_open execution needs open prices")
+        raise RLTraderError("next_open execution needs open prices")
     close_np = close.to_numpy(np.float64)
     T, n = close_np.shape
     pre = np.ones((T, n))
@@ -92,7 +92,7 @@ class MarketEnv:
                  reward_scale: float = 100.0, obs_dim: int = 64, seed: int = 0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
         if tuple(regimes.assets) != tuple(market.assets):
-            raise ValueError(f"regime table assets {regimes.assets} differ from the data's {market.assets}")
+            raise RLTraderError(f"regime table assets {regimes.assets} differ from the data's {market.assets}")
         self.market, self.regimes = market, regimes
         self.n_envs, self.episode_length = n_envs, episode_length
         self.fees, self.slippage, self.reward_scale = float(fees), float(slippage), float(reward_scale)
@@ -102,7 +102,7 @@ class MarketEnv:
         self.n_assets = len(market.assets)
         self.max_start = market.last_decision - episode_length + 1
         if self.max_start < market.first_decision:
-            raise ValueError(
+            raise RLTraderError(
                 f"episode_length {episode_length} does not fit in the {market.last_decision - market.first_decision + 1}"
                 f" decision days from {market.dates[market.first_decision].date()} to {market.dates[-1].date()}")
 

@@ -38,51 +38,45 @@ def main() -> None:
         sys.exit(1)
 
 
-
 # -- data --------------------------------------------------------------------------------------
 @data_app.command("fetch")
 def data_fetch(
     tickers: str = typer.Option("SPY,QQQ,IWM", "--tickers", help="Comma-separated tickers."),
     start: str = typer.Option("2015-01-01", "--start", help="First day (YYYY-MM-DD)."),
     end: str = typer.Option("2024-12-31", "--end", help="Last day (YYYY-MM-DD)."),
-    source: str = typer.Option("synthetic", "--source", "--data-source", help=SOURCE_HELP),
+    source: str | None = typer.Option(None, "--source", "--data-source", help=SOURCE_HELP + " Default: synthetic, or csv with --csv-dir."),
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic market."),
-    cache_dir: str = typer.Option("data/cache", "--cache-dir", help="Parquet cache of yahoo downloads."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic market (default 0)."),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Parquet cache of yahoo downloads (default data/cache)."),
     history_days: int = typer.Option(0, "--history-days", help="Also keep this many trading days before --start (feature warm-up)."),
     cache_out: Path | None = typer.Option(None, "--cache-out", help="Write the validated panel as a tensor cache for `rltrader train --cache-path`."),
 ) -> None:
     """Load and validate a panel (caching yahoo downloads) and print a summary."""
-    from rich.console import Console
-    from rich.table import Table
-
     from rl_strategy.data import load_market, save_panel_cache
+    from rl_strategy.settings import Settings, apply_cli
 
-    data = load_market(tickers.split(","), start, end, source=source, csv_dir=csv_dir, cache_dir=cache_dir,
-                       seed=seed, history_days=history_days)
-    close = data.close
-    table = Table(title=f"{data.source}: {len(close) - data.history_rows()} trading days"
-                  + (f" (+{data.history_rows()} history)" if data.history_rows() else ""))
-    for c in ("ticker", "rows", "first day", "last day", "days forward-filled", "last close"):
-        table.add_column(c, justify="left" if c == "ticker" else "right")
-    for t in data.tickers:
-        table.add_row(t, str(len(close)), str(close.index[0].date()), str(close.index[-1].date()),
-                      str(data.filled[t]), f"{close[t].iloc[-1]:.2f}")
-    console = Console()
-    console.print(table)
-    console.print(f"fingerprint {data.fingerprint}")
+    d = apply_cli(Settings(), tickers=tickers, data_source=source, csv_dir=csv_dir, cache_dir=cache_dir,
+                  data_seed=seed).data
+    data = load_market(d.tickers, start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir,
+                       seed=d.seed, history_days=history_days)
+    from rltrader.display import print_data_summary
+
+    print_data_summary(data)
     if cache_out is not None:
-        console.print(f"wrote {save_panel_cache(data, cache_out)}")
+        typer.echo(f"wrote {save_panel_cache(data, cache_out)}")
+
 
 # -- training ----------------------------------------------------------------------------------
 CONFIG_HELP = "YAML config (default: the packaged v2 config training/configs/rl_v2_multi_asset.yaml)."
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
 
 
-def _settings(config: Path | None, **overrides):
+def _settings(config: Path | None, **flags):
+    """CLI > config file > defaults, through the one precedence function of every command."""
+    from rl_strategy.settings import apply_cli
     from training.config import load_settings
 
-    return load_settings(config, overrides)
+    return apply_cli(load_settings(config), **flags)
 
 
 @app.command()
@@ -100,11 +94,27 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train the GRU policy with recurrent PPO on the config's training period."""
-    from training.train_cli import train_command
+    from rl_strategy.checkpoint import load_checkpoint
+    from rltrader.display import print_training_summary, training_progress, wide_console
+    from training.train import build_session, resume_settings, run_training
 
-    train_command(config, dict(timesteps=timesteps, n_envs=n_envs, device=device, seed=seed,
-                               data_source=data_source, csv_dir=csv_dir, cache_path=cache_path, out=out),
-                  resume, quiet)
+    console = wide_console(stderr=True)
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        session = build_session(resume_settings(ckpt, timesteps, device, out), resume=ckpt)
+        console.print(f"resuming {resume} at {session.trainer.timesteps_done:,} timesteps")
+    else:
+        session = build_session(_settings(config, timesteps=timesteps, n_envs=n_envs, device=device, seed=seed,
+                                          data_source=data_source, csv_dir=csv_dir, cache_path=cache_path, out=out))
+    tr, d = session.trainer, session.data
+    console.print(f"data: {d.source} {','.join(d.tickers)} {d.period_start.date()}..{d.panel.index[-1].date()} "
+                  f"({len(d.panel) - d.history_rows()} days, fingerprint {d.fingerprint[:12]}); device {session.device}; "
+                  f"{tr.n_updates} updates x {tr.batch:,} timesteps")
+    with training_progress(console, tr.n_updates * tr.batch, tr.timesteps_done, quiet) as on_update:
+        result = run_training(session, on_update=on_update)
+    print_training_summary(result, tr.timesteps_done, tr.batch)
+    if result.interrupted:
+        console.print(f"interrupted: continue with  rltrader train --resume {result.final_checkpoint}")
 
 
 # -- benchmarks --------------------------------------------------------------------------------
@@ -119,14 +129,15 @@ def bench_env(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """Environment steps per second with random actions at several n_envs."""
+    from rl_strategy.settings import resolve_device
+    from rltrader.display import print_rows
     from training.bench import bench_env as run_bench
     from training.bench import machine
-    from training.config import resolve_device
 
     dev = resolve_device(device)
-    settings = _settings(config, **{"data.source": data_source, "data.csv_dir": csv_dir})
+    settings = _settings(config, data_source=data_source, csv_dir=csv_dir)
     rows = run_bench(settings, [int(x) for x in sizes.split(",")], steps, dev)
-    _print_rows("Environment throughput (" + dev + ")", rows, ["n_envs", "steps", "seconds", "env_steps_per_second"])
+    print_rows("Environment throughput (" + dev + ")", rows, ["n_envs", "steps", "seconds", "env_steps_per_second"])
     _write_json(json_out, {"benchmark": "env", "device": dev, "machine": machine(), "results": rows})
 
 
@@ -141,28 +152,15 @@ def bench_train(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """End-to-end PPO training timesteps per second at the config's settings."""
+    from rltrader.display import print_rows
     from training.bench import bench_train as run_bench
     from training.bench import machine
 
-    settings = _settings(config, **{"data.source": data_source, "data.csv_dir": csv_dir, "ppo.n_envs": n_envs,
-                                    "run.device": device})
+    settings = _settings(config, data_source=data_source, csv_dir=csv_dir, n_envs=n_envs, device=device)
     row = run_bench(settings, updates)
-    _print_rows("Training throughput (" + row["device"] + ")", [row],
-                ["n_envs", "n_steps", "epochs", "minibatches", "timesteps", "seconds", "timesteps_per_second"])
+    print_rows("Training throughput (" + row["device"] + ")", [row],
+               ["n_envs", "n_steps", "epochs", "minibatches", "timesteps", "seconds", "timesteps_per_second"])
     _write_json(json_out, {"benchmark": "train", "machine": machine(), "results": [row]})
-
-
-def _print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c, justify="right")
-    for r in rows:
-        table.add_row(*[f"{r[c]:,.0f}" if isinstance(r[c], float) and r[c] > 100 else
-                        f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns])
-    Console().print(table)
 
 
 def _write_json(path: Path | None, obj: dict) -> None:
@@ -197,10 +195,36 @@ def backtest(
     seed: int = typer.Option(0, "--seed", help="Seed of the RANDOM baseline."),
 ) -> None:
     """Backtest a checkpoint out of sample against the baselines with vectorbt; write the JSON report."""
-    from backtests.backtest_cli import backtest_command
+    from datetime import datetime
 
-    result = backtest_command(model, start, end, data_source, csv_dir, cache_path, fees, slippage, execution,
-                              output, weights_out, html, benchmark, allow_overlap, check, seed)
+    from backtests.evaluate import backtest_settings, load_backtest_data, run_backtest
+    from reports.json_report import write_report
+    from rl_strategy.atomic import atomic_write_text
+    from rl_strategy.strategy import RLPolicy
+    from rltrader.display import print_backtest, wide_console
+
+    console = wide_console()
+    policy = RLPolicy.load(model)
+    settings = backtest_settings(policy.checkpoint, data_source=data_source, csv_dir=csv_dir, cache_path=cache_path,
+                                 fees=fees, slippage=slippage, execution=execution)
+    data = load_backtest_data(settings, policy.assets, start, end)
+    e = settings.env
+    result = run_backtest(policy, data, fees=e.fees, slippage=e.slippage, execution=e.execution,
+                          thresholds=settings.criteria, allow_overlap=allow_overlap, seed=seed)
+    console.print(f"model {policy.checkpoint.path} ({policy.checkpoint.spec.parameters:,} parameters); "
+                  f"data {data.source} fingerprint {data.fingerprint[:12]}")
+    print_backtest(result, console)
+    path = write_report(result, output or Path("reports") / f"eval_{datetime.now():%Y%m%d}.json")
+    console.print(f"wrote {path}")
+    if weights_out is not None:
+        atomic_write_text(weights_out, result.weights["RL"].to_csv(float_format="%.10g"))
+        console.print(f"wrote {weights_out}")
+    if html is not None:
+        from reports.tearsheet import write_tearsheet
+
+        console.print(f"wrote {write_tearsheet(path, html, benchmark)}")
+    verdict = "[green]all criteria pass" if result.passed else "[red]some criteria fail"
+    console.print(verdict + ("" if check else " (use --check to turn failures into exit code 1)"))
     if check and not result.passed:
         raise typer.Exit(1)
 
@@ -228,14 +252,13 @@ def quickstart(
     out: Path = typer.Option(Path("reports/quickstart"), "--out", help="Folder for the checkpoint, JSON report, tearsheet and comparison page."),
     timesteps: int = typer.Option(1_048_576, "--timesteps", help="Training budget (the v2 default is 5,000,000)."),
     n_envs: int = typer.Option(2048, "--n-envs", help="Parallel environments."),
-    data_source: str = typer.Option("synthetic", "--data-source", help=SOURCE_HELP),
+    data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP + " Default: synthetic, or csv with --csv-dir."),
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     seed: int = typer.Option(1, "--seed", help="Training seed."),
 ) -> None:
     """Train briefly, backtest out of sample and write every report: the whole pipeline, offline by default."""
-    from reports.quickstart import quickstart as run
+    from rltrader.quickstart import quickstart as run
 
-    if csv_dir and data_source == "synthetic":
-        data_source = "csv"
-    run(out, timesteps, n_envs, data_source, csv_dir, device, seed)
+    run(out, _settings(None, timesteps=timesteps, n_envs=n_envs, data_source=data_source, csv_dir=csv_dir,
+                       device=device, seed=seed, out=str(out / "checkpoints"), checkpoint_every=10_000))

@@ -1,0 +1,121 @@
+"""What the terminal shows: ranked tables, criteria, training progress and summaries (rich)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from backtests.evaluate import BacktestResult
+from backtests.metrics import COUNT_METRICS, METRICS, PERCENT_METRICS
+
+HEADERS = {"rank": "#", "sharpe": "Sharpe", "sortino": "Sortino", "cagr": "CAGR", "total_return": "Total",
+           "volatility": "Vol", "max_drawdown": "MaxDD", "calmar": "Calmar", "turnover": "Turnover",
+           "rebalances": "Rebal", "alpha": "Alpha", "information_ratio": "IR"}
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """At least 120 columns: the ranked table has 13 columns and is unreadable when squeezed."""
+    width = Console().width
+    return Console(width=max(width, 120), stderr=stderr)
+
+
+def metric_cell(key: str, value) -> str:
+    if value is None or value != value:
+        return "-"
+    if key in COUNT_METRICS:
+        return str(int(value))
+    return f"{100 * value:.1f}%" if key in PERCENT_METRICS else f"{value:.2f}"
+
+
+def print_backtest(result: BacktestResult, console: Console) -> None:
+    d = result.returns.index
+    title = (f"Out of sample {d[0].date()}..{d[-1].date()} ({len(d)} days), fees {result.costs['fees']:g}, "
+             f"slippage {result.costs['slippage']:g}, {result.costs['execution']}")
+    table = Table(title=title, pad_edge=False, padding=(0, 1))
+    cols = ["rank", *METRICS]
+    table.add_column("policy", style="bold", no_wrap=True)
+    for c in cols:
+        table.add_column(HEADERS[c], justify="right", no_wrap=True)
+    for name, row in result.table.iterrows():
+        table.add_row(name, *[metric_cell(c, row[c]) for c in cols], style="cyan" if name == "RL" else None)
+    console.print(table)
+
+    crit = Table(title="v2 criteria" + (" [red](test period overlaps training)" if result.overlap_with_training else ""))
+    for c in ("criterion", "value", "threshold", "result"):
+        crit.add_column(c, justify="right" if c != "criterion" else "left")
+    for c in result.criteria:
+        crit.add_row(c.name, f"{c.value:.4f}", f"{c.threshold:.4f}", "[green]pass" if c.passed else "[red]FAIL")
+    console.print(crit)
+    console.print(f"parity (environment vs vectorbt equity): max relative difference {result.parity_max_rel_diff:.1e}")
+
+
+def print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
+    """A benchmark table: large floats with thousands separators, small ones with 3 decimals."""
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(*[f"{r[c]:,.0f}" if isinstance(r[c], float) and r[c] > 100 else
+                        f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns])
+    Console().print(table)
+
+
+@contextmanager
+def training_progress(console: Console, total: int, done: int, quiet: bool) -> Iterator[Callable[[dict], None]]:
+    """A progress bar over timesteps; yields the per-update callback of `run_training`."""
+    progress = Progress(TextColumn("[bold]train"), BarColumn(bar_width=20), TextColumn("{task.fields[steps]}"),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console, disable=quiet)
+    last_reward = [math.nan]  # episodes end every episode_length steps: show the latest mean
+
+    with progress:
+        task = progress.add_task("train", total=total, completed=done, info="",
+                                 steps=f"{done / 1e6:.2f}M/{total / 1e6:.2f}M")
+
+        def on_update(stats: dict) -> None:
+            if not math.isnan(stats["episode_reward"]):
+                last_reward[0] = stats["episode_reward"]
+            info = (f"{stats['steps_per_second'] / 1e3:.1f}K steps/s entropy {stats['entropy']:.2f}"
+                    + ("" if math.isnan(last_reward[0]) else f" ep.reward {last_reward[0]:+.1f}"))
+            progress.update(task, completed=stats["timesteps"], info=info,
+                            steps=f"{stats['timesteps'] / 1e6:.2f}M/{total / 1e6:.2f}M")
+
+        yield on_update
+
+
+def print_training_summary(result, timesteps_done: int, batch: int) -> None:
+    """`result` is a training.train.TrainResult."""
+    table = Table(title="training summary" + (" (interrupted)" if result.interrupted else ""))
+    table.add_column("what")
+    table.add_column("value", justify="right", overflow="fold")
+    h = result.history
+    rewards = [x["episode_reward"] for x in h if not math.isnan(x["episode_reward"])]
+    rows = [("timesteps", f"{timesteps_done:,}"), ("wall time", f"{result.seconds:.1f} s"),
+            ("timesteps/s", f"{len(h) * batch / result.seconds:,.0f}"),
+            ("entropy first -> last", f"{h[0]['entropy']:.3f} -> {h[-1]['entropy']:.3f}" if h else "-"),
+            ("value loss first -> last", f"{h[0]['value_loss']:.3f} -> {h[-1]['value_loss']:.3f}" if h else "-"),
+            ("episode reward first -> last", f"{rewards[0]:+.2f} -> {rewards[-1]:+.2f}" if rewards else "-"),
+            ("checkpoint", str(result.final_checkpoint)), ("metrics", str(result.metrics_csv))]
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def print_data_summary(data) -> None:
+    """`data` is a rl_strategy.data.MarketData: one row per ticker, then the fingerprint."""
+    close = data.close
+    table = Table(title=f"{data.source}: {len(close) - data.history_rows()} trading days"
+                  + (f" (+{data.history_rows()} history)" if data.history_rows() else ""))
+    for c in ("ticker", "rows", "first day", "last day", "days forward-filled", "last close"):
+        table.add_column(c, justify="left" if c == "ticker" else "right")
+    for t in data.tickers:
+        table.add_row(t, str(len(close)), str(close.index[0].date()), str(close.index[-1].date()),
+                      str(data.filled[t]), f"{close[t].iloc[-1]:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"fingerprint {data.fingerprint}")
