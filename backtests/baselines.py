@@ -1,8 +1,13 @@
 """Baseline policies, as target-weight frames simulated by vectorbt with the RL policy's costs.
 
-Each baseline is one entry of `BASELINES`: a function of the backtest context returning a
-weights frame (dates x assets, the decision of each day, NaN rows = no order). Decisions start
+Each baseline is one entry of `baseline_builders`: a function of the backtest context returning
+a weights frame (dates x assets, the decision of each day, NaN rows = no order). Decisions start
 on the RL policy's first decision day so every policy is invested over the same period.
+
+RANDOM is a fair null, not a straw man: it switches regime on exactly the days the RL policy
+switched (same number of switches, same days) and holds in between, drawing each new regime
+uniformly among the regimes other than the one it holds. `random_switch_weights` draws many such
+policies at once for the null distribution; RANDOM in the table is its first draw.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rl_strategy.regimes import RegimeTable
+from rl_strategy.regimes import HOLD, RegimeTable
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,8 @@ class BaselineContext:
     close: pd.DataFrame            # dates x assets
     regimes: RegimeTable
     first: int                     # row of the first decision
-    rl_weights: pd.DataFrame       # the RL policy's decisions (to match its decision days)
+    rl_actions: pd.Series          # the RL policy's regime name per day ("" = no decision)
+    initial: str = "cash"          # the starting portfolio ("cash" or a regime name)
     seed: int = 0
 
 
@@ -43,31 +49,57 @@ def _regime(name: str) -> Callable[[BaselineContext], pd.DataFrame]:
 def eq_monthly(ctx: BaselineContext) -> pd.DataFrame:
     """Equal weight, rebalanced on the first decision day and the first trading day of each month."""
     w = _empty(ctx)
-    idx = ctx.close.index
-    month = idx.to_period("M")
-    first_of_month = np.r_[True, month[1:] != month[:-1]]
-    rows = np.flatnonzero(first_of_month)
+    rows = month_starts(ctx.close.index)
     rows = np.union1d(rows[rows >= ctx.first], [ctx.first])
     w.iloc[rows] = 1.0 / w.shape[1]
     return w
 
 
-def random_regimes(ctx: BaselineContext) -> pd.DataFrame:
-    """A seeded random non-HOLD regime on exactly the days the RL policy placed orders."""
-    w = _empty(ctx)
-    days = np.flatnonzero(~np.isnan(ctx.rl_weights.to_numpy()).all(axis=1))
+def month_starts(index: pd.DatetimeIndex) -> np.ndarray:
+    """Rows of the first trading day of each month (the first row counts as one)."""
+    month = index.to_period("M")
+    return np.flatnonzero(np.r_[True, month[1:] != month[:-1]])
+
+
+def initial_regime(regimes: RegimeTable, initial: str) -> int:
+    """Action id of the regime a starting portfolio is (ALL_CASH for "cash")."""
+    return regimes.names.index("ALL_CASH" if initial.lower() == "cash" else initial)
+
+
+def switch_days(rl_actions: pd.Series, regimes: RegimeTable, initial: str) -> np.ndarray:
+    """Rows where the RL policy's held regime changes: an order for another regime than the one it
+    holds (re-choosing the held regime, or HOLD, is not a switch)."""
+    held = initial_regime(regimes, initial)
+    ids = {name: i for i, name in enumerate(regimes.names)}
+    rows = []
+    for row, name in enumerate(rl_actions.to_numpy()):
+        action = ids.get(name, HOLD)
+        if action != HOLD and action != held:
+            rows.append(row)
+            held = action
+    return np.asarray(rows, dtype=np.int64)
+
+
+def random_switch_weights(ctx: BaselineContext, n_draws: int) -> np.ndarray:
+    """(n_draws, T, n_assets) weights of random policies that switch on the RL policy's switch days,
+    each time to a uniformly drawn regime other than the one it holds; NaN rows hold."""
+    days = switch_days(ctx.rl_actions, ctx.regimes, ctx.initial)
     rng = np.random.default_rng(ctx.seed)
-    picks = rng.integers(1, ctx.regimes.n_actions, size=len(days))
-    w.iloc[days] = ctx.regimes.weights[picks]
-    return w
+    held = np.full(n_draws, initial_regime(ctx.regimes, ctx.initial))
+    out = np.full((n_draws, len(ctx.close), ctx.close.shape[1]), np.nan)
+    for row in days:  # a loop over switch days, vectorised over the draws
+        pick = rng.integers(1, ctx.regimes.n_actions - 1, size=n_draws)  # n_actions - 2 regimes: all but HOLD, held
+        held = pick + (pick >= held)
+        out[:, row] = ctx.regimes.weights[held]
+    return out
 
 
 def baseline_builders(assets: tuple[str, ...]) -> dict[str, Callable[[BaselineContext], pd.DataFrame]]:
-    """All baselines for a universe, in display order. Add a baseline here."""
+    """The deterministic baselines for a universe, in display order (RANDOM, drawn with the null,
+    is added by the evaluation). Add a baseline here."""
     builders: dict[str, Callable[[BaselineContext], pd.DataFrame]] = {"ALL_CASH": _regime("ALL_CASH")}
     for a in assets:
         builders[f"ALL_{a}"] = _regime(f"ALL_{a}")
     builders["EQ_BUY_HOLD"] = _regime("EQ_WEIGHT")
     builders["EQ_MONTHLY"] = eq_monthly
-    builders["RANDOM"] = random_regimes
     return builders

@@ -31,6 +31,17 @@ def _num(x) -> float | int | None:
     return None if math.isnan(x) or math.isinf(x) else x
 
 
+def _clean(obj):
+    """Nested readouts with NaN/inf as null (JSON has neither)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float):
+        return _num(obj)
+    return obj
+
+
 def returns_path(report_path: Path) -> Path:
     return report_path.with_name(report_path.stem + ".returns.csv")
 
@@ -43,6 +54,10 @@ def build_report(result, returns_file: str) -> dict:
         entry = {"name": name}
         for key in ("rank", *METRICS):
             entry[key] = int(row[key]) if key in COUNT_METRICS else _num(row[key])
+        entry["time_in_market"] = _num(row["time_in_market"])
+        entry["first_trade"] = row["first_trade"] if isinstance(row["first_trade"], str) else None
+        if name == "RL":
+            entry.update({k: _clean(v) for k, v in result.rl_behaviour.items()})
         policies.append(entry)
     idx = result.returns.index
     return {
@@ -51,8 +66,14 @@ def build_report(result, returns_file: str) -> dict:
                   "timesteps": ckpt.progress.timesteps,
                   "training_config": ckpt.settings.to_dict(), "training_data": asdict(ckpt.training_data)},
         "data": {"source": data.source, "tickers": list(data.tickers), "first_day": str(idx[0].date()),
-                 "last_day": str(idx[-1].date()), "days": len(idx), "fingerprint": data.fingerprint},
+                 "last_day": str(idx[-1].date()), "days": len(idx), "fingerprint": data.fingerprint,
+                 "days_filled": dict(data.filled), "periods_per_year": result.periods_per_year},
         "costs": dict(result.costs),
+        "readout": asdict(result.options) | {"risk_free": result.risk_free},
+        "rl_sampled": _clean(result.rl_sampled),
+        "rolling_origins": _clean(result.rolling_origins),
+        "random_null": _clean(result.random_null),
+        "warnings": list(result.warnings),
         "overlap_with_training": result.overlap_with_training,
         "policies": policies,
         "criteria": [c.to_dict() for c in result.criteria],

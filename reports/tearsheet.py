@@ -58,7 +58,8 @@ def write_tearsheet(report_path: str | Path, html_path: str | Path, benchmark: s
                              RuntimeWarning):
                 warnings.filterwarnings("ignore", category=category, module=r"(quantstats|seaborn)(\.|$)")
             qs.reports.html(returns, benchmark=bench, output=str(tmp), title=title_of(report, benchmark),
-                            periods_per_year=252, download_filename=html_path.name,
+                            periods_per_year=report["data"].get("periods_per_year", 252),
+                            download_filename=html_path.name,
                             match_dates=False)  # keep the report's whole period, cash days included
         text = tmp.read_text(encoding="utf-8")
     finally:

@@ -1,7 +1,7 @@
 """The rebalancing recurrence, batched and branch-free in torch.
 
 This is the single implementation of the cost accounting used by the training environment
-and by the strategy when it replays a policy. It follows `shared/design/cost-accounting.md`,
+and by the strategy when it replays a policy. It follows `docs/cost-accounting.md`,
 i.e. what `vbt.Portfolio.from_orders(size_type="targetpercent", cash_sharing=True,
 call_seq="auto")` does: value computed once before the orders, sells first, buys in
 ascending order size, fees and slippage per order, cash clipped at zero (the last buy is

@@ -5,8 +5,11 @@ and `yahoo` (yfinance download, cached as parquet so a second run is offline). W
 source, the result is a `MarketData`: the panel, its source and a sha256 fingerprint of its
 values, so checkpoints and reports can say exactly which data they used.
 
-Bad input is a one-line `RLTraderError`. Gaps inside a series are forward-filled (never
-back-filled: that would leak the future) and counted.
+Bad input is a one-line `RLTraderError`. A day missing from one ticker's series (another ticker
+traded) is filled flat at that ticker's previous close, volume 0, and counted: never back-filled
+(that would leak the future), and never a copy of the previous bar, whose Open a next-open fill
+would then trade at, a price of the past. `select_period` cuts a period out of a loaded panel
+(a tensor cache) so that training never sees rows after the period it asked for.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ class MarketData:
     tickers: tuple[str, ...]
     source: str                  # synthetic | csv | yahoo | cache
     fingerprint: str             # sha256 of tickers, dates and values
-    filled: dict[str, int]       # ticker -> days forward-filled inside the panel
+    filled: dict[str, int]       # ticker -> days filled flat at the previous close
     period_start: pd.Timestamp   # first row of the requested period
+    period_end: pd.Timestamp | None = None  # last day requested (None: a cache older than the field)
+    requested_start: pd.Timestamp | None = None  # first day requested (may be a holiday before period_start)
 
     def field(self, name: str) -> pd.DataFrame:
         """One field as a dates x tickers frame, tickers in the requested order."""
@@ -332,20 +337,25 @@ def _calendar(frames: dict[str, pd.DataFrame], tickers: Sequence[str]) -> pd.Dat
     return union[(union >= first) & (union <= last)].rename("Date")
 
 
-def _forward_fill(frame: pd.DataFrame, dates: pd.DatetimeIndex, ticker: str) -> tuple[pd.DataFrame, int]:
-    """`frame` on `dates`: a missing day takes the last earlier bar (never a later one).
-    Prices are checked on the rows used, including the bar carried into the first date."""
+def _fill_gaps(frame: pd.DataFrame, dates: pd.DatetimeIndex, ticker: str) -> tuple[pd.DataFrame, int]:
+    """`frame` on `dates`: a missing day is a flat bar at the last earlier close (never a later
+    one), volume 0, so an order decided the day before fills at that close, not at a past open.
+    Prices are checked on the rows used, including the bar whose close starts the first date."""
     first = frame.index.searchsorted(dates[0], side="right") - 1  # a bar on/before dates[0] exists
     used = frame.iloc[first:frame.index.searchsorted(dates[-1], side="right")]
     _check_prices(used, ticker)
-    return used.reindex(dates, method="ffill"), int((~dates.isin(used.index)).sum())
+    gap = ~dates.isin(used.index)
+    close = used["Close"].reindex(dates, method="ffill")
+    bars = used.reindex(dates)
+    bars.loc[gap] = pd.DataFrame({f: close for f in PRICE_FIELDS}).assign(Volume=0.0)[gap]
+    return bars, int(gap.sum())
 
 
 def _panel(frames: dict[str, pd.DataFrame], dates: pd.DatetimeIndex,
            tickers: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
     parts, filled = {}, {}
     for t in tickers:
-        parts[t], filled[t] = _forward_fill(frames[t], dates, t)
+        parts[t], filled[t] = _fill_gaps(frames[t], dates, t)
     panel = pd.concat([parts[t][f].rename(t) for f in FIELDS for t in tickers], axis=1)
     panel.columns = pd.MultiIndex.from_product([FIELDS, list(tickers)], names=["field", "ticker"])
     return panel.astype(np.float64), filled
@@ -384,17 +394,22 @@ def _load_frames(source: str, tickers: list[str], fetch_start: pd.Timestamp, end
     raise RLTraderError(f"unknown data source {source!r} (use one of {', '.join(SOURCES)})")
 
 
+def _parse_period(start, end, history_days: int, min_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start_ts, end_ts = _parse_day(start, "start"), _parse_day(end, "end")
+    if start_ts > end_ts:
+        raise RLTraderError(f"start {start_ts.date()} is after end {end_ts.date()}")
+    if history_days < 0 or min_days < 1:
+        raise RLTraderError(f"history_days must be >= 0 and min_days >= 1 (got {history_days}, {min_days})")
+    return start_ts, end_ts
+
+
 def load_market(tickers: Sequence[str], start, end, *, source: str = "synthetic",
                 csv_dir: str | Path | None = None, cache_dir: str | Path | None = None, seed: int = 0,
                 history_days: int = 0, min_days: int = 2) -> MarketData:
     """Load, validate and align `tickers` over [start, end], plus up to `history_days` trading
     rows before `start` (feature warm-up from past data) when the source has them."""
     tickers = _clean_tickers(tickers)
-    start_ts, end_ts = _parse_day(start, "start"), _parse_day(end, "end")
-    if start_ts > end_ts:
-        raise RLTraderError(f"start {start_ts.date()} is after end {end_ts.date()}")
-    if history_days < 0 or min_days < 1:
-        raise RLTraderError(f"history_days must be >= 0 and min_days >= 1 (got {history_days}, {min_days})")
+    start_ts, end_ts = _parse_period(start, end, history_days, min_days)
     # Calendar days that hold `history_days` trading rows, holidays included, with room to spare.
     fetch_start = start_ts - pd.Timedelta(days=int(history_days * 1.6) + 10) if history_days else start_ts
     frames = _load_frames(source, tickers, fetch_start, end_ts, csv_dir, cache_dir, seed)
@@ -413,7 +428,30 @@ def load_market(tickers: Sequence[str], start, end, *, source: str = "synthetic"
     dates = dates[max(0, first_in - history_days):]
     panel, filled = _panel(frames, dates, tickers)
     return MarketData(panel=panel, tickers=tuple(tickers), source=source, fingerprint=fingerprint(panel, tickers),
-                      filled=filled, period_start=dates[min(first_in, history_days)])
+                      filled=filled, period_start=dates[min(first_in, history_days)], period_end=end_ts,
+                      requested_start=start_ts)
+
+
+def select_period(data: MarketData, start, end, *, history_days: int = 0, min_days: int = 2) -> MarketData:
+    """The rows of `data` in [start, end] plus up to `history_days` rows before `start` (past rows
+    only), so a whole-panel cache cannot leak days after `end` into training. Refuses a window the
+    panel does not cover rather than return a shorter period. `filled` keeps the whole panel's
+    counts: a fill is not marked per row, so the kept rows' share of them is unknown."""
+    start_ts, end_ts = _parse_period(start, end, history_days, min_days)
+    idx = data.panel.index
+    last = data.period_end if data.period_end is not None else idx[-1]
+    lo = idx[0] if data.requested_start is None else min(idx[0], data.requested_start)
+    covers = f"the panel covers {lo.date()}..{last.date()}"
+    if start_ts < lo or end_ts > last:
+        raise RLTraderError(f"{covers}, not {start_ts.date()}..{end_ts.date()}")
+    first_in, stop = int(idx.searchsorted(start_ts)), int(idx.searchsorted(end_ts, side="right"))
+    if stop - first_in < min_days:
+        raise RLTraderError(f"{start_ts.date()}..{end_ts.date()} holds {stop - first_in} trading day(s) of the "
+                            f"panel ({covers}): shorter than the feature warm-up / minimum of {min_days} days")
+    panel = data.panel.iloc[max(0, first_in - history_days):stop]
+    return MarketData(panel=panel, tickers=data.tickers, source=data.source,
+                      fingerprint=fingerprint(panel, data.tickers), filled=dict(data.filled),
+                      period_start=idx[first_in], period_end=end_ts, requested_start=start_ts)
 
 
 # -- tensor cache (the --cache-path of train and backtest) ---------------------------------------
@@ -429,7 +467,9 @@ def save_panel_cache(data: MarketData, path: str | Path) -> Path:
                "values": torch.as_tensor(np.ascontiguousarray(data.panel.to_numpy(np.float64))),
                "source": data.source, "fingerprint": data.fingerprint,
                "filled": {t: int(n) for t, n in data.filled.items()},
-               "period_start": str(data.period_start.date())}
+               "period_start": str(data.period_start.date()),
+               "period_end": None if data.period_end is None else str(data.period_end.date()),
+               "requested_start": None if data.requested_start is None else str(data.requested_start.date())}
     return atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
 
 
@@ -453,6 +493,8 @@ def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None) -> 
         panel = pd.DataFrame(p["values"].numpy().astype(np.float64), index=index, columns=columns)
         filled = {str(t): int(n) for t, n in p["filled"].items()}
         period_start, expected = pd.Timestamp(p["period_start"]), str(p["fingerprint"])
+        period_end = None if p.get("period_end") is None else pd.Timestamp(p["period_end"])
+        requested = None if p.get("requested_start") is None else pd.Timestamp(p["requested_start"])
     except (OSError, EOFError, RuntimeError, ValueError, TypeError, KeyError, AttributeError,
             pickle.UnpicklingError) as exc:
         raise RLTraderError(f"panel cache {path} cannot be read ({_first_line(exc)})") from None
@@ -461,4 +503,4 @@ def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None) -> 
     if tickers is not None and list(tickers) != cached:
         raise RLTraderError(f"panel cache {path} holds {','.join(cached)}, not {','.join(tickers)}")
     return MarketData(panel=panel, tickers=tuple(cached), source="cache", fingerprint=expected,
-                      filled=filled, period_start=period_start)
+                      filled=filled, period_start=period_start, period_end=period_end, requested_start=requested)

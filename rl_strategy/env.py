@@ -131,8 +131,10 @@ class MarketEnv:
         self.reset()
 
     # -- episode control --------------------------------------------------------------------
-    def reset(self, starts: torch.Tensor | None = None) -> torch.Tensor:
-        """Start new episodes (random first days unless `starts` is given); all cash, value 1."""
+    def reset(self, starts: torch.Tensor | None = None, initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Start new episodes (random first days unless `starts` is given) with value 1 at the close
+        before the first decision: all cash, or `initial` (B, n_assets) weights held since that close
+        (cash = 1 - row sum; no cost: the account already holds them), drifted to the first close."""
         if starts is None:
             starts = torch.randint(self.market.first_decision, self.max_start + 1, (self.n_envs,),
                                    generator=self.generator, device=self.device)
@@ -140,10 +142,19 @@ class MarketEnv:
         B, to = self.n_envs, dict(device=self.device, dtype=self.dtype)
         self.start = starts.to(self.device, torch.long)
         self.step_in_episode = 0
-        self.holdings = torch.zeros(B, self.n_assets, **to)
-        self.cash = torch.ones(B, **to)
-        self.value = torch.ones(B, **to)
-        self.peak = torch.ones(B, **to)
+        if initial is None:
+            self.holdings = torch.zeros(B, self.n_assets, **to)
+            self.cash = torch.ones(B, **to)
+            self.value = torch.ones(B, **to)
+            self.peak = torch.ones(B, **to)
+        else:
+            n = self.n_assets
+            before = self._step_data.index_select(0, self.start - 1)  # close(t-1) -> close(t) = pre * post
+            initial = initial.to(**to)
+            self.holdings = initial * before[:, :n] * before[:, n:2 * n]
+            self.cash = 1.0 - initial.sum(dim=1)
+            self.value = torch.addmv(self.cash, self.holdings, self._ones)
+            self.peak = torch.clamp(self.value, min=1.0)
         self.prev_action = torch.zeros(B, dtype=torch.long, device=self.device)
         self.episode_return = torch.zeros(B, **to)
         return self._observe(self.start)
@@ -160,8 +171,9 @@ class MarketEnv:
 
     @property
     def day(self) -> torch.Tensor:
-        """Index of each env's current decision day."""
-        return self.start + self.step_in_episode
+        """Index of each env's current decision day. Clamped at the last decision day, so a replay
+        may run paths of different lengths together (results past a path's end are discarded)."""
+        return torch.clamp(self.start + self.step_in_episode, max=self.market.last_decision)
 
     # -- the step -------------------------------------------------------------------------------
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:

@@ -1,7 +1,7 @@
 """Numba reference kernel: vectorbt's target-weight rebalancing, re-implemented without vectorbt.
 
 It is the independent check of the torch environment and a fast scorer of many weight paths.
-It follows the recurrence in shared/design/cost-accounting.md and, beyond it, the few numerical
+It follows the recurrence in docs/cost-accounting.md and, beyond it, the few numerical
 details of vectorbt 1.2.0 that only show at the 1e-12 level, so that its equity equals
 `simulate_portfolio(...).value()` to rounding (read from vectorbt/portfolio/nb.py):
 

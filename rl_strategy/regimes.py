@@ -57,6 +57,15 @@ class RegimeTable:
         """Target weights with CASH as column 0, for display: (n_actions, 1 + n_assets)."""
         return np.concatenate([1.0 - self.weights.sum(axis=1, keepdims=True), self.weights], axis=1)
 
+    def initial_weights(self, name: str) -> np.ndarray:
+        """Asset weights of a starting portfolio: "cash" (all cash) or a regime name (not HOLD).
+        The same names serve backtests (`--initial`) and training start states."""
+        if name.lower() == "cash":
+            return np.zeros(len(self.assets))
+        if name not in self.names or name == "HOLD":
+            raise RLTraderError(f"unknown initial portfolio {name!r}: use cash or a regime ({', '.join(self.names[1:])})")
+        return self.weights[self.names.index(name)].copy()
+
     def to_dict(self) -> dict:
         """Plain, checkpoint-safe representation (lists of str/float)."""
         return {"assets": list(self.assets), "names": list(self.names),

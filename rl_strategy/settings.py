@@ -86,6 +86,9 @@ class CriteriaSettings:
     max_sharpe_gap_to_spy: float = 0.5
     max_turnover: float = 0.5
     max_rank: int = 4
+    # rl_greedy_representative: the greedy path's Sharpe percentile among the sampled paths
+    greedy_percentile_min: float = 5.0
+    greedy_percentile_max: float = 95.0
 
 
 @dataclass

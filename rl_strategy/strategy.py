@@ -2,7 +2,8 @@
 
 `RLPolicy.run` replays the policy over a price panel with the training environment itself
 (same features, regime table and cost accounting), one decision per day from data up to that
-day's close, running the GRU once through the period. Its observation includes the portfolio's
+day's close, running the GRU once through the period. `RLPolicy.paths` runs several paths at once
+(greedy and sampled readouts, rolling origins) in one batched environment. Its observation includes the portfolio's
 own drifted weights, which is why decisions are made by stepping the environment rather than
 by a pure function of prices. The result is a weights DataFrame (NaN rows = HOLD) that
 `rl_strategy.portfolio.simulate_portfolio` turns into a `vbt.Portfolio`, and the environment's
@@ -16,21 +17,42 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from rl_strategy.checkpoint import Checkpoint, load_checkpoint, resolve_model_path
-from rl_strategy.env import MarketEnv, prepare_market
+from rl_strategy.env import prepare_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
 from rl_strategy.regimes import RegimeTable, build_regime_table
+from rl_strategy.replay import Paths, replay
 
 
 @dataclass(frozen=True)
 class PolicyRun:
     weights: pd.DataFrame   # dates x assets, the target on each decision day, NaN rows = HOLD / no decision
     actions: pd.Series      # regime name per decision day ("" where no decision was taken)
-    equity: pd.Series       # the environment's portfolio value at each close, 1.0 before the first trade
+    equity: pd.Series       # the environment's portfolio value at each close, 1.0 before the first decision
     first_decision: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class PolicyPaths:
+    """Several paths of one policy over one panel (see `rl_strategy.replay`), as frames.
+
+    `weights` has columns (path, asset), NaN outside a path's decisions and on HOLD days, ready
+    for `simulate_portfolio`; `initial` has the same columns, with each path's starting weights on
+    the row before its first decision (for `simulate_portfolio(initial=...)`); `equity` is the
+    environment's value per path, 1 at the close before the path's first decision, NaN outside.
+    """
+
+    names: list[str]
+    weights: pd.DataFrame
+    initial: pd.DataFrame
+    actions: pd.DataFrame   # dates x path: regime name of each decision ("" elsewhere)
+    equity: pd.DataFrame
+    entropy: pd.DataFrame   # dates x path, NaN outside the path's decisions
+    max_prob: pd.DataFrame
+    first_rows: np.ndarray
+    lengths: np.ndarray
 
 
 class RLPolicy:
@@ -58,47 +80,64 @@ class RLPolicy:
 
     def run(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, *, start=None,
             execution: str | None = None, fees: float | None = None, slippage: float | None = None,
-            sample: bool = False, seed: int = 0) -> PolicyRun:
+            sample: bool = False, seed: int = 0, initial: str = "cash") -> PolicyRun:
         """Replay the policy over the panel; decisions from `start` (or the first day with a full
         feature history) to the second-to-last day. Costs and timing default to the checkpoint's."""
+        paths = self.paths(close, open_, names=["RL"], starts=[start], sample=[sample], seeds=[seed], initial=initial,
+                           execution=execution, fees=fees, slippage=slippage)
+        first = int(paths.first_rows[0])
+        equity = paths.equity["RL"].copy()
+        equity.iloc[:first] = 1.0
+        return PolicyRun(weights=paths.weights["RL"], actions=paths.actions["RL"].rename("regime"),
+                         equity=equity.rename("equity"), first_decision=close.index[first])
+
+    def paths(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, *, names: list[str], starts: list,
+              sample: list[bool], seeds: list[int], horizons: list[int | None] | None = None, initial: str = "cash",
+              execution: str | None = None, fees: float | None = None, slippage: float | None = None) -> PolicyPaths:
+        """Several paths in one batched run. `starts[i]`: a date (its first row on or after it), or None
+        for the first day with a full feature history; path i decides on up to `horizons[i]` days (None:
+        to the second-to-last day of the panel). `initial`: "cash" or a regime name held at the start."""
         close = self._frame(close, "close")
         open_ = self._frame(open_, "open") if open_ is not None else None
         execution = execution or self.execution
-        first = WARMUP if start is None else max(WARMUP, int(close.index.searchsorted(pd.Timestamp(start))))
-        market = prepare_market(close, open_, execution, first)
-        length = market.last_decision - market.first_decision + 1
-        env = MarketEnv(market, self.regimes, n_envs=1, episode_length=length,
+        rows = np.array([WARMUP if s is None else max(WARMUP, int(close.index.searchsorted(pd.Timestamp(s))))
+                         for s in starts], dtype=np.int64)
+        market = prepare_market(close, open_, execution, int(rows.min()))
+        if rows.max() > market.last_decision:
+            raise RLTraderError(f"no decision day left after {close.index[int(rows.max()) - 1].date()} in the panel")
+        lengths = market.last_decision - rows + 1
+        if horizons is not None:
+            lengths = np.array([n if h is None else min(n, h) for n, h in zip(lengths, horizons, strict=True)])
+        start_w = self.regimes.initial_weights(initial)
+        result = replay(self.net, market, self.regimes, starts=rows, lengths=lengths, sample=np.asarray(sample),
+                        seeds=np.asarray(seeds), initial=None if not start_w.any() else np.tile(start_w, (len(rows), 1)),
                         fees=self.fees if fees is None else fees,
                         slippage=self.slippage if slippage is None else slippage,
-                        obs_dim=self.checkpoint.spec.obs_dim, seed=seed, device=self.device,
-                        dtype=torch.float64)
-        # The network runs in the precision it was trained in; the accounting runs in float64.
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        obs = env.reset(torch.tensor([market.first_decision]))
-        state = self.net.initial_state(1, self.device)
-        actions = np.zeros(length, dtype=np.int64)
-        equity = np.ones(len(close))
-        with torch.no_grad():
-            for k in range(length):
-                logits, _, state = self.net.step(obs.float(), state)
-                if sample:
-                    action = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-                else:
-                    action = logits.argmax(-1)
-                obs, _, _, _, info = env.step(action)
-                actions[k] = int(action)
-                equity[market.first_decision + k + 1] = float((info.get("final_value", env.value))[0])
+                        obs_dim=self.checkpoint.spec.obs_dim, device=self.device)
+        return self._frames(close, names, result, start_w)
 
-        weights = np.full((len(close), len(self.assets)), np.nan)
-        rows = np.arange(market.first_decision, market.first_decision + length)
-        weights[rows] = self.regimes.weights[actions]
-        names = np.full(len(close), "", dtype=object)
-        names[rows] = np.asarray(self.regimes.names, dtype=object)[actions]
+    def _frames(self, close: pd.DataFrame, names: list[str], r: Paths, start_w: np.ndarray) -> PolicyPaths:
+        T, n, B = len(close), len(self.assets), len(names)
+        weights = np.full((T, B, n), np.nan)
+        initial = np.full((T, B, n), np.nan)
+        regime = np.full((T, B), "", dtype=object)
+        equity, entropy, max_prob = np.full((T, B), np.nan), np.full((T, B), np.nan), np.full((T, B), np.nan)
+        labels = np.asarray(self.regimes.names, dtype=object)
+        for i in range(B):  # per path: array slices only, no per-day work
+            s, L = int(r.starts[i]), int(r.lengths[i])
+            acts = r.actions[:L, i]
+            weights[s:s + L, i] = self.regimes.weights[acts]
+            regime[s:s + L, i] = labels[acts]
+            initial[s - 1, i] = start_w
+            equity[s:s + L + 1, i] = r.values[:L + 1, i]
+            entropy[s:s + L, i], max_prob[s:s + L, i] = r.entropy[:L, i], r.max_prob[:L, i]
+        cols = pd.MultiIndex.from_product([names, list(self.assets)], names=["path", "asset"])
         index = close.index
-        return PolicyRun(weights=pd.DataFrame(weights, index=index, columns=list(self.assets)),
-                         actions=pd.Series(names, index=index, name="regime"),
-                         equity=pd.Series(equity, index=index, name="equity"),
-                         first_decision=index[market.first_decision])
+        frame = lambda a: pd.DataFrame(a, index=index, columns=names)  # noqa: E731
+        return PolicyPaths(names=names, weights=pd.DataFrame(weights.reshape(T, B * n), index=index, columns=cols),
+                           initial=pd.DataFrame(initial.reshape(T, B * n), index=index, columns=cols),
+                           actions=frame(regime), equity=frame(equity), entropy=frame(entropy),
+                           max_prob=frame(max_prob), first_rows=r.starts, lengths=r.lengths)
 
     def target_weights(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         """Dates x assets target weights (CASH = 1 - sum); NaN rows where the policy holds."""

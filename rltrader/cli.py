@@ -191,13 +191,20 @@ def backtest(
     html: Path | None = typer.Option(None, "--html", help="Also write a quantstats HTML tearsheet of the RL policy."),
     benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe (e.g. SPY) or EQ_WEIGHT."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Allow a test period that overlaps the training period (flagged in the report)."),
-    check: bool = typer.Option(False, "--check", help="Exit with code 1 when any v2 criterion fails."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the RANDOM baseline."),
+    check: bool = typer.Option(False, "--check", help="Exit with code 1 when any criterion fails."),
+    samples: int = typer.Option(64, "--samples", help="Sampled paths of the stochastic policy (the policy as trained), reported as a Sharpe band beside the greedy path."),
+    policy_mode: str = typer.Option("greedy", "--policy-mode", help="Which path is the table's RL row and feeds the criteria: greedy (argmax) or sample (the sampled path of median Sharpe). The other is always reported."),
+    origins: str = typer.Option("monthly", "--origins", help="Rolling origins: monthly (restart the policy on the first trading day of every month, fresh memory and the --initial portfolio) or none."),
+    horizon_days: int = typer.Option(252, "--horizon-days", help="Decision days per rolling origin (clipped at the period end)."),
+    initial: str = typer.Option("cash", "--initial", help="Starting portfolio of the policy and every baseline: cash, or a regime name such as EQ_WEIGHT (held from the close before the first decision, at no cost)."),
+    null_draws: int = typer.Option(200, "--null-draws", help="Random policies in the fair null (they switch regime on RL's switch days)."),
+    risk_free: str | None = typer.Option(None, "--risk-free", help="Risk-free rate for Sharpe and Sortino: an annual rate (0.02) or a ticker of annual yields in percent in the data source (^IRX). Default 0."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampled paths and of the random null (RANDOM is its first draw)."),
 ) -> None:
     """Backtest a checkpoint out of sample against the baselines with vectorbt; write the JSON report."""
     from datetime import datetime
 
-    from backtests.evaluate import backtest_settings, load_backtest_data, run_backtest
+    from backtests.evaluate import EvalOptions, backtest_settings, load_backtest_data, risk_free_rates, run_backtest
     from reports.json_report import write_report
     from rl_strategy.atomic import atomic_write_text
     from rl_strategy.strategy import RLPolicy
@@ -209,8 +216,11 @@ def backtest(
                                  fees=fees, slippage=slippage, execution=execution)
     data = load_backtest_data(settings, policy.assets, start, end)
     e = settings.env
+    options = EvalOptions(samples=samples, policy_mode=policy_mode, origins=origins, horizon_days=horizon_days,
+                          initial=initial, null_draws=null_draws, seed=seed)
     result = run_backtest(policy, data, fees=e.fees, slippage=e.slippage, execution=e.execution,
-                          thresholds=settings.criteria, allow_overlap=allow_overlap, seed=seed)
+                          thresholds=settings.criteria, allow_overlap=allow_overlap, options=options,
+                          risk_free=risk_free_rates(risk_free, settings, data))
     console.print(f"model {policy.checkpoint.path} ({policy.checkpoint.spec.parameters:,} parameters); "
                   f"data {data.source} fingerprint {data.fingerprint[:12]}")
     print_backtest(result, console)

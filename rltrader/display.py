@@ -5,17 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from backtests.evaluate import BacktestResult
 from backtests.metrics import COUNT_METRICS, METRICS, PERCENT_METRICS
 
+if TYPE_CHECKING:
+    from backtests.evaluate import BacktestResult
+
 HEADERS = {"rank": "#", "sharpe": "Sharpe", "sortino": "Sortino", "cagr": "CAGR", "total_return": "Total",
-           "volatility": "Vol", "max_drawdown": "MaxDD", "calmar": "Calmar", "turnover": "Turnover",
-           "rebalances": "Rebal", "alpha": "Alpha", "information_ratio": "IR"}
+           "volatility": "Vol", "max_drawdown": "MaxDD", "calmar": "Calmar", "turnover": "Turn/day", "turnover_annual": "Turn/yr",
+           "rebalances": "Rebal", "alpha": "Alpha", "information_ratio": "IR", "time_in_market": "InMkt",
+           "first_trade": "1st trade"}
 
 
 def wide_console(stderr: bool = False) -> Console:
@@ -27,17 +31,23 @@ def wide_console(stderr: bool = False) -> Console:
 def metric_cell(key: str, value) -> str:
     if value is None or value != value:
         return "-"
+    if key == "first_trade":
+        return str(value)
     if key in COUNT_METRICS:
         return str(int(value))
-    return f"{100 * value:.1f}%" if key in PERCENT_METRICS else f"{value:.2f}"
+    return f"{100 * value:.1f}%" if key in PERCENT_METRICS | {"time_in_market"} else f"{value:.2f}"
 
 
 def print_backtest(result: BacktestResult, console: Console) -> None:
     d = result.returns.index
-    title = (f"Out of sample {d[0].date()}..{d[-1].date()} ({len(d)} days), fees {result.costs['fees']:g}, "
-             f"slippage {result.costs['slippage']:g}, {result.costs['execution']}")
-    table = Table(title=title, pad_edge=False, padding=(0, 1))
-    cols = ["rank", *METRICS]
+    o = result.options
+    title = (f"Out of sample {d[0].date()}..{d[-1].date()} ({len(d)} days, {result.periods_per_year}/yr), "
+             f"fees {result.costs['fees']:g}, slippage {result.costs['slippage']:g}, {result.costs['execution']}, "
+             f"start {o.initial}, RL row = {o.policy_mode} path")
+    table = Table(title=title, pad_edge=False, padding=(0, 1),
+                  caption="Turn/day: mean daily one-way turnover incl. the cash leg (CASH -> 100% SPY = 100%); "
+                          "Turn/yr = x days per year")
+    cols = ["rank", *METRICS, "time_in_market", "first_trade"]
     table.add_column("policy", style="bold", no_wrap=True)
     for c in cols:
         table.add_column(HEADERS[c], justify="right", no_wrap=True)
@@ -49,9 +59,37 @@ def print_backtest(result: BacktestResult, console: Console) -> None:
     for c in ("criterion", "value", "threshold", "result"):
         crit.add_column(c, justify="right" if c != "criterion" else "left")
     for c in result.criteria:
-        crit.add_row(c.name, f"{c.value:.4f}", f"{c.threshold:.4f}", "[green]pass" if c.passed else "[red]FAIL")
+        crit.add_row(c.name, f"{c.value:.4f}", c.threshold_text(), "[green]pass" if c.passed else "[red]FAIL")
     console.print(crit)
-    console.print(f"parity (environment vs vectorbt equity): max relative difference {result.parity_max_rel_diff:.1e}")
+    print_readouts(result, console)
+    console.print(f"parity (environment vs vectorbt equity, every RL path): max relative difference "
+                  f"{result.parity_max_rel_diff:.1e}")
+
+
+def print_readouts(result: BacktestResult, console: Console) -> None:
+    """The spread behind the RL row: sampled paths, rolling origins, the random null, behaviour."""
+    s, r, n, b = result.rl_sampled, result.rolling_origins, result.random_null, result.rl_behaviour
+    t = Table(title="RL readouts", show_header=False)
+    t.add_column("readout", style="bold")
+    t.add_column("value", overflow="fold")
+    t.add_row("greedy path", f"Sharpe {s['greedy_sharpe']:.2f}, at the {s['greedy_sharpe_percentile']:.0f}th percentile "
+                             f"of the sampled paths")
+    t.add_row(f"sampled paths ({s['n']})", f"median Sharpe {s['sharpe_median']:.2f} (5-95%: {s['sharpe_p05']:.2f}.."
+                                           f"{s['sharpe_p95']:.2f}), median total return {100 * s['total_return_median']:.1f}%")
+    if r["n"]:
+        spy = "" if r["share_beats_spy"] is None else f", beats ALL_SPY in {100 * r['share_beats_spy']:.0f}%"
+        t.add_row(f"rolling origins ({r['n']} x {r['horizon_days']}d, {r['mode']})",
+                  f"median Sharpe RL - equal weight {r['median_sharpe_diff_vs_ew']:+.2f}; RL beats equal weight in "
+                  f"{100 * r['share_beats_ew']:.0f}% of origins{spy}")
+    t.add_row(f"random null ({n['n']})", f"RL Sharpe at the {n['rl_sharpe_percentile']:.0f}th percentile (null median "
+                                          f"{n['sharpe_median']:.2f}, 95th {n['sharpe_p95']:.2f})")
+    t.add_row("greedy behaviour", f"entropy {b['mean_entropy']:.2f} of {b['max_entropy']:.2f} max, mean top probability "
+                                  f"{b['mean_max_prob']:.2f}; held " + ", ".join(
+                                      f"{k} {100 * v:.0f}%" for k, v in sorted(b["regime_share"].items(),
+                                                                              key=lambda kv: -kv[1])))
+    console.print(t)
+    for w in result.warnings:
+        console.print(f"[bold red]warning: {w}")
 
 
 def print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
@@ -111,7 +149,7 @@ def print_data_summary(data) -> None:
     close = data.close
     table = Table(title=f"{data.source}: {len(close) - data.history_rows()} trading days"
                   + (f" (+{data.history_rows()} history)" if data.history_rows() else ""))
-    for c in ("ticker", "rows", "first day", "last day", "days forward-filled", "last close"):
+    for c in ("ticker", "rows", "first day", "last day", "days filled flat", "last close"):
         table.add_column(c, justify="left" if c == "ticker" else "right")
     for t in data.tickers:
         table.add_row(t, str(len(close)), str(close.index[0].date()), str(close.index[-1].date()),

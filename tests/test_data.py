@@ -1,4 +1,5 @@
-"""The data layer: each source, each validation error, fingerprints, forward-fill, history, caches, CLI."""
+"""The data layer: each source, each validation error, fingerprints, gap filling, history, period
+selection, caches, CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rl_strategy.data import FIELDS, load_market, load_panel_cache, save_panel_cache
+from rl_strategy.data import FIELDS, fingerprint, load_market, load_panel_cache, save_panel_cache, select_period
 from rl_strategy.errors import RLTraderError
 
 REAL = ["SPY", "QQQ", "IWM"]
@@ -127,29 +128,67 @@ def test_csv_column_order_timezone_offsets_and_index_without_volume(tmp_path):
     assert d.volume["^VIX"].tolist() == [0.0, 0.0]
 
 
-# -- alignment: forward-fill, never back-fill --------------------------------------------------------
-def test_forward_fill_without_back_fill(tmp_path):
+# -- alignment: gaps filled flat at the previous close, never back-filled ----------------------------
+def _write_ohlc(folder: Path, ticker: str, dates, open_, close) -> None:
+    """Distinct opens, so a fill that copied a past Open would show."""
+    frame = _frame(dates, close)
+    frame["Open"] = np.asarray(open_, dtype=float)
+    frame.to_csv(folder / f"{ticker}.csv")
+
+
+def test_gap_filled_flat_without_back_fill(tmp_path):
     _write(tmp_path, "AAA", DAYS, [10, 11, 12, 13, 14, 15])
-    # BBB starts a day later (must not be back-filled) and misses Thursday 7th (forward-filled)
-    _write(tmp_path, "BBB", DAYS[[1, 2, 4, 5]], [20, 21, 23, 24])
+    # BBB starts a day later (must not be back-filled) and misses Thursday 7th (filled flat)
+    _write_ohlc(tmp_path, "BBB", DAYS[[1, 2, 4, 5]], [19.5, 20.5, 22.5, 23.5], [20, 21, 23, 24])
     d = _load(tmp_path, ["AAA", "BBB"])
     assert d.panel.index[0] == DAYS[1]  # the panel starts at BBB's first day
     assert d.panel.index.tolist() == DAYS[1:].tolist()
-    assert d.close["BBB"].tolist() == [20, 21, 21, 23, 24]  # the 7th carries the 6th's close
-    assert d.open["BBB"].tolist() == [20, 21, 21, 23, 24]
+    assert d.close["BBB"].tolist() == [20, 21, 21, 23, 24]  # the 7th is flat at the 6th's close
+    assert d.open["BBB"].tolist() == [19.5, 20.5, 21, 22.5, 23.5]  # not the 6th's open 20.5
+    assert d.high["BBB"].tolist() == [20 * 1.01, 21 * 1.01, 21, 23 * 1.01, 24 * 1.01]
+    assert d.low["BBB"].tolist() == [20 * 0.99, 21 * 0.99, 21, 23 * 0.99, 24 * 0.99]
+    assert d.volume["BBB"].tolist() == [1000, 1000, 0, 1000, 1000]
     assert d.close["AAA"].tolist() == [11, 12, 13, 14, 15]
     assert d.filled == {"AAA": 0, "BBB": 1}
     assert not d.panel.isna().any().any()
 
 
-def test_first_row_carries_the_last_earlier_bar(tmp_path):
-    """AAA has no bar on BBB's first day: it takes AAA's previous (past) bar, counted as filled."""
-    _write(tmp_path, "AAA", DAYS[[0, 2, 3]], [10, 12, 13])
+def test_one_missing_day_is_a_flat_bar_at_the_previous_close(tmp_path):
+    _write_ohlc(tmp_path, "SPY", DAYS, [99, 100, 101, 102, 103, 104], [100, 101, 102, 103, 104, 105])
+    _write_ohlc(tmp_path, "IWM", DAYS.delete(3), [49, 50, 51, 53, 54], [50, 51, 52, 54, 55])  # no 7th
+    d = _load(tmp_path, ["SPY", "IWM"])
+    assert d.panel.index.tolist() == DAYS.tolist() and d.filled == {"SPY": 0, "IWM": 1}
+    assert d.panel.xs("IWM", axis=1, level="ticker").loc[DAYS[3]].to_dict() == {
+        "Open": 52.0, "High": 52.0, "Low": 52.0, "Close": 52.0, "Volume": 0.0}
+    assert d.open["IWM"].tolist() == [49, 50, 51, 52, 53, 54]
+
+
+def test_a_decision_before_a_gap_fills_at_that_close(tmp_path):
+    """Decided at the 6th's close, a next-open order fills at the (flat) 7th: the 6th's close,
+    so there is no drift before or after the fill, and no trade at the 6th's own open."""
+    from rl_strategy.env import prepare_market
+
+    _write_ohlc(tmp_path, "SPY", DAYS, [99, 100, 101, 102, 103, 104], [100, 101, 102, 103, 104, 105])
+    _write_ohlc(tmp_path, "IWM", DAYS.delete(3), [49, 50, 51, 53, 54], [50, 51, 52, 54, 55])
+    d = _load(tmp_path, ["SPY", "IWM"])
+    m = prepare_market(d.close, d.open, "next_open")
+    t, iwm = 2, 1  # Wednesday 6th, the day before IWM's gap
+    assert m.pre_drift[t, iwm] == 1.0 and m.post_drift[t, iwm] == 1.0
+    assert m.pre_drift[t + 1, iwm] == 53 / 52  # the 8th's real open over the flat 7th's close
+    assert m.pre_drift[t, 0] == 102 / 102 and m.post_drift[t, 0] == 103 / 102  # SPY traded
+
+
+def test_first_row_is_flat_at_the_last_earlier_close(tmp_path):
+    """AAA has no bar on BBB's first day: it is flat at AAA's previous (past) close, counted as filled."""
+    _write_ohlc(tmp_path, "AAA", DAYS[[0, 2, 3]], [9, 11.5, 12.5], [10, 12, 13])
     _write(tmp_path, "BBB", DAYS[1:4], [21, 22, 23])
     d = _load(tmp_path, ["BBB", "AAA"])
     assert d.panel.index.tolist() == DAYS[1:4].tolist()
     assert d.close.columns.tolist() == ["BBB", "AAA"]  # the requested order
     assert d.close["AAA"].tolist() == [10, 12, 13] and d.filled == {"BBB": 0, "AAA": 1}
+    assert d.open["AAA"].tolist() == [10, 11.5, 12.5]  # not the 4th's open 9
+    assert d.high["AAA"].tolist() == [10, 12 * 1.01, 13 * 1.01] and d.low["AAA"].tolist() == [10, 12 * 0.99, 13 * 0.99]
+    assert d.volume["AAA"].tolist() == [0, 1000, 1000]
 
 
 def test_union_calendar_inside_the_common_span(tmp_path):
@@ -158,6 +197,8 @@ def test_union_calendar_inside_the_common_span(tmp_path):
     d = _load(tmp_path, ["AAA", "BBB"])
     assert d.panel.index.tolist() == DAYS[1:5].tolist()  # latest first day .. earliest last day
     assert d.close["AAA"].tolist() == [11, 11, 13, 13] and d.filled == {"AAA": 2, "BBB": 0}
+    assert d.open["AAA"].tolist() == [11, 11, 13, 13] and d.high["AAA"].tolist() == [11 * 1.01, 11, 13 * 1.01, 13]
+    assert d.volume["AAA"].tolist() == [1000, 0, 1000, 0]
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -369,6 +410,7 @@ def test_panel_cache_round_trip(tmp_path, market_dir):
     e = load_panel_cache(path, tickers=["SPY", "IWM"])
     assert e.fingerprint == d.fingerprint and e.source == "cache"
     assert e.period_start == d.period_start and e.history_rows() == 10 and e.filled == d.filled
+    assert e.period_end == d.period_end == pd.Timestamp("2019-12-31")
     pd.testing.assert_frame_equal(e.panel, d.panel)
     assert e.close.equals(d.close) and e.tickers == d.tickers
 
@@ -393,6 +435,97 @@ def test_panel_cache_refusals(tmp_path, market_dir):
         assert "\n" not in str(err.value)
     with pytest.raises(RLTraderError, match="panel cache not found"):
         load_panel_cache(tmp_path / "missing.pt")
+
+
+def test_panel_cache_keeps_period_end_and_an_older_cache_has_none(tmp_path):
+    import torch
+
+    d = load_market(["SPY", "QQQ"], "2020-01-01", "2020-03-31", history_days=5)
+    path = save_panel_cache(d, tmp_path / "panel.pt")
+    assert load_panel_cache(path).period_end == pd.Timestamp("2020-03-31") == d.period_end
+    raw = torch.load(path, weights_only=True)
+    del raw["period_end"]  # what rl-trader-panel/1 files written before the field hold
+    torch.save(raw, tmp_path / "old.pt")
+    old = load_panel_cache(tmp_path / "old.pt")
+    assert old.period_end is None and old.fingerprint == d.fingerprint
+    assert select_period(old, "2020-01-02", "2020-03-31").panel.index[-1] == pd.Timestamp("2020-03-31")
+    with pytest.raises(RLTraderError, match=r"^the panel covers 2019-12-25..2020-03-31, not 2020-01-02..2020-04-01$"):
+        select_period(old, "2020-01-02", "2020-04-01")  # without period_end, the last row bounds it
+
+
+# -- selecting a period from a loaded panel (the --cache-path of train) -------------------------------
+def test_select_period_rows_and_bounds():
+    d = load_market(["SPY", "QQQ"], "2015-01-01", "2019-12-31")  # business days
+    s = select_period(d, "2017-01-01", "2017-12-31")
+    assert s.panel.index[0] == pd.Timestamp("2017-01-02") == s.period_start  # the 1st is a Sunday
+    assert s.panel.index[-1] == pd.Timestamp("2017-12-29") and len(s.panel) == 260 and s.history_rows() == 0
+    assert s.period_end == pd.Timestamp("2017-12-31") and d.period_end == pd.Timestamp("2019-12-31")
+    pd.testing.assert_frame_equal(s.panel, d.panel.loc["2017-01-01":"2017-12-31"])
+    assert s.source == "synthetic" and s.tickers == d.tickers and s.filled == d.filled
+    assert s.fingerprint == fingerprint(s.panel, s.tickers) != d.fingerprint
+
+
+def test_select_period_history_is_past_rows_only():
+    d = load_market(["SPY", "QQQ"], "2015-01-01", "2019-12-31", history_days=3)
+    s = select_period(d, "2016-01-01", "2016-06-30", history_days=20)
+    assert s.history_rows() == 20 and s.period_start == pd.Timestamp("2016-01-01")
+    assert s.panel.index[0] == pd.Timestamp("2015-12-04") and (s.panel.index[:20] < s.period_start).all()
+    assert s.panel.index[-1] == pd.Timestamp("2016-06-30")
+    pd.testing.assert_frame_equal(s.panel, d.panel.iloc[d.panel.index.get_loc("2015-12-04"):].loc[:"2016-06-30"])
+    early = select_period(d, "2015-01-01", "2015-03-31", history_days=20)  # the panel has 3 rows before
+    assert early.history_rows() == 3 and early.panel.index[0] == d.panel.index[0]
+    assert early.period_start == pd.Timestamp("2015-01-01")
+
+
+def test_select_period_whole_range_is_the_same_panel():
+    d = load_market(["SPY", "QQQ", "IWM"], "2015-01-01", "2019-12-31", history_days=10)
+    s = select_period(d, "2015-01-01", "2019-12-31", history_days=10)
+    assert s.fingerprint == d.fingerprint and s.panel.equals(d.panel)
+    assert s.period_start == d.period_start and s.period_end == d.period_end
+    assert s.summary() == d.summary()
+
+
+def test_select_period_equals_loading_the_period(tmp_path):
+    """From a wider CSV panel, the selection holds what load_market would load for the period itself."""
+    days = pd.bdate_range("2020-11-02", "2021-02-26")
+    _write(tmp_path, "AAA", days, np.linspace(10, 20, len(days)))
+    _write(tmp_path, "BBB", days.delete([10, 55]), np.linspace(30, 40, len(days) - 2))
+    whole = _load(tmp_path, ["AAA", "BBB"], start="2020-11-01", end="2021-02-28")
+    s = select_period(whole, "2021-01-01", "2021-01-31", history_days=15)
+    e = _load(tmp_path, ["AAA", "BBB"], start="2021-01-01", end="2021-01-31", history_days=15)
+    assert s.fingerprint == e.fingerprint and s.panel.equals(e.panel)
+    assert (s.period_start, s.period_end) == (e.period_start, e.period_end)
+    assert whole.filled == {"AAA": 0, "BBB": 2} == s.filled  # the whole panel's counts, kept
+    assert e.filled == {"AAA": 0, "BBB": 1}
+
+
+def test_select_period_after_a_cache_round_trip(tmp_path):
+    d = load_market(["SPY", "QQQ"], "2015-01-01", "2024-12-31")
+    cache = load_panel_cache(save_panel_cache(d, tmp_path / "panel.pt"))
+    s = select_period(cache, "2015-01-01", "2019-12-31", history_days=60)
+    assert s.source == "cache" and s.panel.index[-1] == pd.Timestamp("2019-12-31")
+    assert s.panel.equals(select_period(d, "2015-01-01", "2019-12-31").panel)
+    assert not (s.panel.index > pd.Timestamp("2019-12-31")).any()  # no test year leaks into training
+
+
+@pytest.mark.parametrize("start,end,kw,message", [
+    ("2014-12-31", "2016-12-31", {}, r"^the panel covers 2015-01-01..2019-12-31, not 2014-12-31..2016-12-31$"),
+    ("2020-01-01", "2024-12-31", {}, r"^the panel covers 2015-01-01..2019-12-31, not 2020-01-01..2024-12-31$"),
+    ("2019-06-01", "2020-01-01", {}, r"^the panel covers 2015-01-01..2019-12-31, not 2019-06-01..2020-01-01$"),
+    ("2019-12-28", "2019-12-31", {"min_days": 5},
+     r"^2019-12-28..2019-12-31 holds 2 trading day\(s\) of the panel \(the panel covers 2015-01-01..2019-12-31\): "
+     r"shorter than the feature warm-up / minimum of 5 days$"),
+    ("2019-12-28", "2019-12-29", {"min_days": 1},
+     r"^2019-12-28..2019-12-29 holds 0 trading day\(s\) of the panel"),
+    ("2019-02-01", "2019-01-01", {}, r"^start 2019-02-01 is after end 2019-01-01$"),
+    ("2019-13-45", "2019-12-31", {}, r"^bad start date '2019-13-45' .*; use YYYY-MM-DD$"),
+    ("2019-01-01", "2019-12-31", {"history_days": -1}, r"^history_days must be >= 0 and min_days >= 1 \(got -1, 2\)$"),
+])
+def test_select_period_refusals_are_one_line(start, end, kw, message):
+    d = load_market(["SPY", "QQQ"], "2015-01-01", "2019-12-31")
+    with pytest.raises(RLTraderError, match=message) as err:
+        select_period(d, start, end, **kw)
+    assert "\n" not in str(err.value)
 
 
 # -- CLI -----------------------------------------------------------------------------------------

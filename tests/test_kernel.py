@@ -1,5 +1,5 @@
 """The numba reference kernel against vectorbt (through `simulate_portfolio`) and against a hand
-computation of the recurrence in shared/design/cost-accounting.md; the 252-day annualisation."""
+computation of the recurrence in docs/cost-accounting.md; the 252-day annualisation."""
 
 from __future__ import annotations
 

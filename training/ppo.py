@@ -1,4 +1,4 @@
-"""Recurrent PPO for the GRU policy, following shared/design/ppo-checklist.md point by point.
+"""Recurrent PPO for the GRU policy, following docs/ppo-checklist.md point by point.
 
 Rollout: n_steps decisions in every env, sampling from the policy; the GRU state is zeroed at
 each episode start and stored at the start of every sequence. Truncated episodes (the market
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rl_strategy.env import MarketEnv
+from rl_strategy.errors import RLTraderError
 from rl_strategy.policy import GRUPolicy
 from rl_strategy.settings import PPOSettings
 
@@ -118,8 +119,11 @@ class PPOTrainer:
         self.total_timesteps = total_timesteps
         self.batch = cfg.n_steps * env.n_envs
         self.n_updates = max(1, -(-total_timesteps // self.batch))  # ceil: at least the budget asked for
-        self.segment = min(env.episode_length, cfg.n_steps)
-        self.n_segments = cfg.n_steps // self.segment
+        L, n = env.episode_length, cfg.n_steps
+        if L % n and n % L:  # the sequence rule (module docstring): else the update replays other log-probs
+            raise RLTraderError(f"episode length {L} must be a multiple or a divisor of n_steps {n}")
+        self.segment = min(L, n)
+        self.n_segments = n // self.segment
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed + 1)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rl_strategy.checkpoint import Checkpoint, Progress, build_payload, save_checkpoint
-from rl_strategy.data import MarketData, load_market, load_panel_cache
+from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
 from rl_strategy.env import MarketEnv, prepare_training_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
@@ -46,13 +46,15 @@ def seed_everything(seed: int, device: str) -> None:
 
 
 def load_training_data(settings: Settings) -> MarketData:
-    """The training period's panel plus WARMUP rows of history for the features."""
-    d = settings.data
+    """The training period's panel plus WARMUP rows of history for the features (from a tensor cache,
+    only the training period's rows: a cache of 2015-2024 must not put the test years into training)."""
+    d, p = settings.data, settings.periods
+    min_days = settings.env.episode_length + 2
     if d.cache_path:
-        return load_panel_cache(d.cache_path, tickers=d.tickers)
-    return load_market(d.tickers, settings.periods.train_start, settings.periods.train_end, source=d.source,
-                       csv_dir=d.csv_dir, cache_dir=d.cache_dir, seed=d.seed, history_days=WARMUP,
-                       min_days=settings.env.episode_length + 2)
+        return select_period(load_panel_cache(d.cache_path, tickers=d.tickers), p.train_start, p.train_end,
+                             history_days=WARMUP, min_days=min_days)
+    return load_market(d.tickers, p.train_start, p.train_end, source=d.source, csv_dir=d.csv_dir,
+                       cache_dir=d.cache_dir, seed=d.seed, history_days=WARMUP, min_days=min_days)
 
 
 @dataclass
