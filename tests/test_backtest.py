@@ -138,11 +138,16 @@ def test_cli_backtest_json_and_check(tiny_checkpoints, source_args, test_data, t
     days = test_data.close.index[test_data.history_rows():]  # 1258 real NYSE days, 1305 synthetic business days
     assert report["model"]["parameters"] == 109_841 and report["data"]["days"] == len(days)
     assert report["data"]["first_day"] == str(days[0].date()) and report["costs"]["execution"] == "next_open"
-    fields = {"name", "rank", "sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown",
+    fields = {"name", "rank", "sharpe", "sortino", "cagr", "total_return", "volatility", "max_drawdown", "turnover_annual",
+              "time_in_market", "first_trade",
               "turnover", "rebalances", "alpha", "information_ratio"}
     assert all(fields <= set(p) for p in report["policies"]) and len(report["policies"]) == 8
     assert {c["name"] for c in report["criteria"]} == {"rl_sharpe_min", "rl_sharpe_vs_all_spy", "rl_turnover_max",
-                                                       "rl_rank_max"}
+                                                       "rl_rank_max", "rl_greedy_representative"}
+    for key in ("rl_sampled", "rolling_origins", "random_null", "readout", "warnings"):
+        assert key in report
+    assert report["readout"]["initial"] == "cash" and report["rl_sampled"]["n"] == 64
+    assert report["random_null"]["n"] == 200 and report["rolling_origins"]["n"] == 60  # one per month, 2020-2024
     assert report["parity_max_rel_diff"] <= 1e-6
     assert (tmp_path / "eval.returns.csv").is_file() and (tmp_path / "w.csv").is_file()
     strict = CliRunner().invoke(app, args + ["--check"])
@@ -157,6 +162,8 @@ def test_cli_check_exit_code_follows_criteria(tiny_checkpoints, source_args, tmp
     monkeypatch.setattr(evaluate, "evaluate_criteria",
                         lambda table, thresholds: [Criterion("rl_rank_max", 2.0, 4.0, True),
                                                    Criterion("rl_sharpe_min", -0.1, 0.0, passed)])
+    monkeypatch.setattr(evaluate, "greedy_representative",
+                        lambda pct, thresholds: Criterion("rl_greedy_representative", pct, (0.0, 100.0), True))
     args = ["backtest", "--model", str(tiny_checkpoints[0]), *source_args, "--output", str(tmp_path / "e.json")]
     assert CliRunner().invoke(app, args).exit_code == 0  # without --check a failure is only reported
     assert CliRunner().invoke(app, args + ["--check"]).exit_code == (0 if passed else 1)

@@ -13,7 +13,7 @@ from rl_strategy.policy import GRUPolicy
 from rl_strategy.settings import PPOSettings
 from training.config import load_settings
 from training.ppo import compute_gae, ppo_loss
-from training.train import build_session, run_training
+from training.train import build_session, load_training_data, run_training
 
 
 def test_v2_parameter_count():
@@ -237,3 +237,38 @@ def test_other_universe_from_config_alone(source, tmp_path):
     result = run_training(session)
     ckpt = load_checkpoint(result.final_checkpoint)
     assert ckpt.assets == ("SPY", "TLT", "GLD", "IWM") and ckpt.spec.n_actions == 22
+
+
+def test_trainer_rejects_an_episode_length_that_breaks_the_sequence_rule(tmp_path):
+    """Built from Python (not through the config check), 48 is neither a multiple nor a divisor of 32."""
+    from rl_strategy.env import MarketEnv, prepare_training_market
+    from rl_strategy.regimes import build_regime_table
+    from training.ppo import PPOTrainer
+
+    s = _settings({"source": "synthetic"}, tmp_path)
+    data = load_training_data(s)
+    env = MarketEnv(prepare_training_market(data, "next_open"), build_regime_table(tuple(data.tickers)), n_envs=8,
+                    episode_length=48)
+    with pytest.raises(RLTraderError, match="episode length 48 must be a multiple or a divisor of n_steps 32"):
+        PPOTrainer(env, GRUPolicy(), dataclasses.replace(s.ppo, n_steps=32), 1000, seed=0)
+
+
+def test_a_cache_path_trains_and_tests_only_on_its_periods(tmp_path):
+    """A 2015-2024 tensor cache (the README's example) must not put the test years into training,
+    and a backtest from it uses --start/--end."""
+    from backtests.evaluate import load_backtest_data
+    from rl_strategy.data import load_market, save_panel_cache
+    from rl_strategy.features import WARMUP
+
+    whole = load_market(["SPY", "QQQ", "IWM"], "2015-01-01", "2024-12-31", history_days=WARMUP)
+    cache = save_panel_cache(whole, tmp_path / "panel.pt")
+    s = _settings({"source": "synthetic"}, tmp_path)
+    s.data.cache_path = str(cache)
+    train = load_training_data(s)
+    assert str(train.period_start.date()) == "2015-01-01" and str(train.panel.index[-1].date()) == "2019-12-31"
+    assert train.history_rows() == WARMUP
+    test = load_backtest_data(s, ("SPY", "QQQ", "IWM"), "2021-01-01", "2021-12-31")
+    assert str(test.period_start.date()) == "2021-01-01" and str(test.panel.index[-1].date()) == "2021-12-31"
+    s.periods.train_end = "2025-06-30"  # beyond the cache: refused, not silently shortened
+    with pytest.raises(RLTraderError, match="the panel covers"):
+        load_training_data(s)
