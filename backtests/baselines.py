@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rl_strategy.portfolio import month_starts
 from rl_strategy.regimes import HOLD, RegimeTable
 
 
@@ -53,12 +54,6 @@ def eq_monthly(ctx: BaselineContext) -> pd.DataFrame:
     rows = np.union1d(rows[rows >= ctx.first], [ctx.first])
     w.iloc[rows] = 1.0 / w.shape[1]
     return w
-
-
-def month_starts(index: pd.DatetimeIndex) -> np.ndarray:
-    """Rows of the first trading day of each month (the first row counts as one)."""
-    month = index.to_period("M")
-    return np.flatnonzero(np.r_[True, month[1:] != month[:-1]])
 
 
 def initial_regime(regimes: RegimeTable, initial: str) -> int:

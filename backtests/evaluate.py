@@ -16,14 +16,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from backtests.baselines import BaselineContext, baseline_builders, month_starts, random_switch_weights
+from backtests.baselines import BaselineContext, baseline_builders, random_switch_weights
 from backtests.criteria import RL_NAME, Criterion, evaluate_criteria, greedy_representative
 from backtests.metrics import behaviour_metrics, daily_risk_free, rank_by_sharpe, returns_metrics, trading_metrics
 from rl_strategy.checkpoint import Checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
-from rl_strategy.portfolio import INIT_CASH, periods_per_year, simulate_portfolio, trade_prices, value_before_orders
+from rl_strategy.portfolio import (
+    INIT_CASH,
+    month_starts,
+    periods_per_year,
+    simulate_portfolio,
+    trade_prices,
+    value_before_orders,
+)
 from rl_strategy.settings import CriteriaSettings, Settings, apply_cli
 from rl_strategy.strategy import PolicyPaths, RLPolicy
 

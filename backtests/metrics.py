@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from rl_strategy.errors import RLTraderError
-from rl_strategy.portfolio import year_freq
+from rl_strategy.portfolio import annualised_sharpe, year_freq
 
 #: The columns of the ranked table, in display order (the JSON report, the terminal and the
 #: comparison page all use this list).
@@ -63,10 +63,10 @@ def returns_metrics(returns: pd.DataFrame, benchmark: pd.Series, periods_per_yea
 
     kwargs = dict(freq="1D", year_freq=year_freq(periods_per_year))
     acc = returns.vbt.returns(**kwargs)
-    excess = returns.sub(daily_risk_free(returns.index, risk_free, periods_per_year), axis=0).vbt.returns(**kwargs)
+    excess_returns = returns.sub(daily_risk_free(returns.index, risk_free, periods_per_year), axis=0)
     out = pd.DataFrame({
-        "sharpe": excess.sharpe_ratio(),
-        "sortino": excess.sortino_ratio(),
+        "sharpe": annualised_sharpe(excess_returns, periods_per_year),
+        "sortino": excess_returns.vbt.returns(**kwargs).sortino_ratio(),
         "cagr": acc.annualized(),
         "total_return": acc.total(),
         "volatility": acc.annualized_volatility(),
@@ -75,8 +75,8 @@ def returns_metrics(returns: pd.DataFrame, benchmark: pd.Series, periods_per_yea
         "information_ratio": acc.information_ratio(benchmark),
         "alpha": acc.alpha(benchmark),
     })
-    flat = out["volatility"] == 0.0
-    out.loc[flat, ["sharpe", "sortino"]] = 0.0
+    flat = out["volatility"] == 0.0  # all cash: Sharpe 0 (annualised_sharpe), Sortino 0, Calmar undefined
+    out.loc[flat, "sortino"] = 0.0
     out.loc[flat, "calmar"] = np.nan
     return out
 

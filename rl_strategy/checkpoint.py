@@ -7,10 +7,17 @@ payload by string keys. A checkpoint is a file from someone else. It is read wit
 its whole payload, so a corrupted or edited file is refused instead of producing a silently
 different policy. Its `spec` (universe, regime table, observation layout) must match the data
 it is run on.
+
+An ensemble checkpoint (`save_ensemble`) is one file in the same format and under the same digest:
+`{"ensemble": {"rule": "mean_probs", "members": [member paths, as provenance]}, "members": [payloads]}`,
+each member payload as `build_payload` wrote it less the trainer state (an ensemble is used, not
+resumed). Members share universe, regime table, observations, execution, costs and training
+period, so the ensemble is used like one policy (`Checkpoint.policy` gives an `EnsemblePolicy`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 from dataclasses import dataclass
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
     from rl_strategy.regimes import RegimeTable
 
 FORMAT = "rl-trader-checkpoint/1"
+ENSEMBLE_RULE = "mean_probs"  # the members' action probabilities are averaged
+REQUIRED = ("model", "spec", "config", "data", "progress")
 
 
 def _feed(h: hashlib._Hash, obj: Any) -> None:
@@ -148,11 +157,35 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """One policy, or an ensemble of several: an ensemble's `spec`, `settings`, `training_data` and
+    `assets` are its first member's (the members share what matters, see `check_members`); its
+    `spec.parameters` and `progress` add up the members' (the network and experience behind it)."""
+
     path: Path
     payload: dict
 
     @property
+    def is_ensemble(self) -> bool:
+        return "ensemble" in self.payload
+
+    @property
+    def members(self) -> list[Checkpoint]:
+        """An ensemble's members (path: where each was read from, relative to the ensemble's folder
+        unless absolute; provenance only, the weights are in this file); [self] for one policy."""
+        if not self.is_ensemble:
+            return [self]
+        return [Checkpoint(path=self.path.parent / name, payload=member)
+                for name, member in zip(self.payload["ensemble"]["members"], self.payload["members"], strict=True)]
+
+    @property
+    def _head(self) -> dict:
+        return self.payload["members"][0] if self.is_ensemble else self.payload
+
+    @property
     def spec(self) -> PolicySpec:
+        if self.is_ensemble:
+            members = self.members
+            return dataclasses.replace(members[0].spec, parameters=sum(m.spec.parameters for m in members))
         s = self.payload["spec"]
         return PolicySpec(obs_dim=int(s["obs_dim"]), n_actions=int(s["n_actions"]), hidden=int(s["hidden"]),
                           assets=tuple(s["assets"]), regime_names=tuple(s["regimes"]["names"]),
@@ -161,16 +194,20 @@ class Checkpoint:
     @property
     def settings(self) -> Settings:
         """The resolved settings of the training run, as the typed objects training used."""
-        return settings_from_dict(self.payload["config"])
+        return settings_from_dict(self._head["config"])
 
     @property
     def training_data(self) -> DataInfo:
-        d = self.payload["data"]
+        d = self._head["data"]
         return DataInfo(source=d["source"], fingerprint=d["fingerprint"], tickers=tuple(d["tickers"]),
                         first_day=d["first_day"], period_start=d["period_start"], last_day=d["last_day"])
 
     @property
     def progress(self) -> Progress:
+        if self.is_ensemble:
+            parts = [m.progress for m in self.members]
+            return Progress(timesteps=sum(p.timesteps for p in parts), updates=sum(p.updates for p in parts),
+                            total_timesteps=sum(p.total_timesteps for p in parts))
         p = self.payload["progress"]
         return Progress(timesteps=int(p["timesteps"]), updates=int(p["updates"]), total_timesteps=int(p["total_timesteps"]))
 
@@ -182,16 +219,21 @@ class Checkpoint:
 
     @property
     def model_state(self) -> dict:
+        if self.is_ensemble:
+            raise RLTraderError(f"{self.path.name} is an ensemble of {len(self.payload['members'])} policies"
+                                " (each member has its own weights)")
         return self.payload["model"]
 
     @property
     def assets(self) -> tuple[str, ...]:
-        return tuple(self.payload["spec"]["assets"])
+        return tuple(self._head["spec"]["assets"])
 
     def policy(self, device: str | torch.device = "cpu"):
-        """The trained network, in eval mode."""
-        from rl_strategy.policy import GRUPolicy
+        """The trained network, in eval mode (an `EnsemblePolicy` of the members' for an ensemble)."""
+        from rl_strategy.policy import EnsemblePolicy, GRUPolicy
 
+        if self.is_ensemble:
+            return EnsemblePolicy([m.policy(device) for m in self.members]).eval()
         spec = self.spec
         net = GRUPolicy(spec.obs_dim, spec.n_actions, spec.hidden)
         try:
@@ -223,16 +265,79 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise RLTraderError(f"checkpoint {path} is not an rl-trader checkpoint ({FORMAT})")
     if payload.get("digest") != payload_digest(payload):
         raise RLTraderError(f"checkpoint {path} failed its integrity check (corrupted or modified)")
-    for key in ("model", "spec", "config", "data", "progress"):
-        if key not in payload:
-            raise RLTraderError(f"checkpoint {path} lacks '{key}'")
+    if "ensemble" in payload:
+        _check_ensemble_layout(path, payload)
+    for part in payload["members"] if "ensemble" in payload else [payload]:
+        for key in REQUIRED:
+            if key not in part:
+                raise RLTraderError(f"checkpoint {path} lacks '{key}'")
     ckpt = Checkpoint(path=path, payload=payload)
     try:  # fail here, with one line, on a schema that does not parse
-        ckpt.spec, ckpt.training_data, ckpt.progress  # noqa: B018
+        for part in ckpt.members:
+            part.spec, part.training_data, part.progress  # noqa: B018
     except (KeyError, TypeError, ValueError) as exc:
         raise RLTraderError(f"checkpoint {path} has a malformed schema ({type(exc).__name__}: {exc})") from None
-    ckpt.settings  # noqa: B018 - a config this version cannot read is a one-line RLTraderError
+    for part in ckpt.members:
+        part.settings  # noqa: B018 - a config this version cannot read is a one-line RLTraderError
+    if ckpt.is_ensemble:
+        check_members(ckpt.members)
     return ckpt
+
+
+def _check_ensemble_layout(path: Path, payload: dict) -> None:
+    """The ensemble header: the one known rule, one provenance path per member payload."""
+    ens, members = payload["ensemble"], payload.get("members")
+    if not isinstance(ens, dict) or ens.get("rule") != ENSEMBLE_RULE:
+        raise RLTraderError(f"checkpoint {path}: unknown ensemble rule (this version averages probabilities,"
+                            f" '{ENSEMBLE_RULE}')")
+    if (not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members)
+            or not isinstance(ens.get("members"), list) or len(ens["members"]) != len(members)
+            or not all(isinstance(name, str) for name in ens["members"])):
+        raise RLTraderError(f"checkpoint {path} has a malformed ensemble (one path and one payload per member)")
+
+
+def _member_traits(ck: Checkpoint) -> dict[str, Any]:
+    """What ensemble members must share to act as one policy on one market: the same actions
+    and observations, the same trading costs and timing, and the same training period (the
+    backtest's overlap check reads one)."""
+    spec, env, data = ck.spec, ck.settings.env, ck.training_data
+    return {"assets": ",".join(spec.assets), "regime table": ck.payload["spec"]["regimes"],
+            "obs_dim": spec.obs_dim, "observation layout": spec.layout, "hidden size": spec.hidden,
+            "execution": spec.execution, "fees": env.fees, "slippage": env.slippage,
+            "training period": f"{data.period_start}..{data.last_day}"}
+
+
+def check_members(members: list[Checkpoint]) -> None:
+    """Refuse, with one line naming the first difference, members that cannot be averaged."""
+    first = _member_traits(members[0])
+    for other in members[1:]:
+        for name, value in _member_traits(other).items():
+            if value != first[name]:
+                a, b = repr(first[name]), repr(value)
+                shown = f": {a} vs {b}" if len(a) + len(b) < 120 else ""
+                raise RLTraderError(f"ensemble members differ in {name} ({members[0].path} vs {other.path}){shown}")
+
+
+def save_ensemble(members: list[Checkpoint], path: str | Path) -> Path:
+    """Write an ensemble of single checkpoints (atomically, with the checkpoint digest). Members are
+    recorded relative to the ensemble's folder when inside it, else as absolute paths."""
+    path = Path(path)
+    if not members:
+        raise RLTraderError("an ensemble needs at least one member checkpoint")
+    nested = [str(m.path) for m in members if m.is_ensemble]
+    if nested:
+        raise RLTraderError(f"{nested[0]} is already an ensemble: build ensembles from single checkpoints")
+    check_members(members)
+    home = path.parent.resolve()
+    names = []
+    for m in members:
+        where = m.path.resolve()
+        names.append(str(where.relative_to(home)) if where.is_relative_to(home) else str(where))
+    payload = {"ensemble": {"rule": ENSEMBLE_RULE, "members": names},
+               "members": [{k: v for k, v in m.payload.items() if k not in ("trainer", "format", "digest")}
+                           for m in members],
+               "versions": package_versions(), "created": datetime.now().isoformat(timespec="seconds")}
+    return save_checkpoint(payload, path)
 
 
 def resolve_model_path(pattern: str) -> Path:

@@ -7,6 +7,18 @@ marked at t+1's close; with `"close"` they fill at t's close. The accounting is
 step's net portfolio return (fees and slippage are inside the value) minus the return of the
 equal-weight benchmark rebalanced daily, times `reward_scale`.
 
+Start states: a backtest may start from cash or from any regime (`--initial`), so training can
+too. `start_mix` gives the probabilities of starting all cash, in a regime drawn uniformly from
+those that hold assets (every regime but HOLD and ALL_CASH, so the cash probability is exactly
+the share of flat starts), or in EQ_WEIGHT. The drawn weights are held since the close before
+the first decision, as in `reset(starts, initial)`.
+
+The drawdown input is measured from the episode's running peak (`drawdown_window=0`), or from
+the peak of the last `drawdown_window` closes (today's included), so it means the same in a
+256-day episode and in a 5-year backtest. Before the episode the value counts as 1 (the value at
+the close before the first decision), so a window of episode_length + 2 closes or more gives the
+episode's drawdown.
+
 All envs share the step counter within an episode (episodes start at random days but have
 the same length), so the end of an episode is known on the host: stepping needs no Python
 loop over envs and no host-device sync. The end of the window is a truncation, never a
@@ -15,6 +27,7 @@ termination; `info["final_obs"]` carries the observation the trainer bootstraps 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +40,9 @@ from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP, market_features, n_market_features, observation_layout
 from rl_strategy.portfolio import check_execution
 from rl_strategy.regimes import HOLD, RegimeTable
+
+#: The kinds of start state of `start_mix`; all cash is the default (and draws no random numbers).
+START_STATES = ("cash", "regime", "equal")
 
 
 @dataclass(frozen=True)
@@ -90,7 +106,8 @@ class MarketEnv:
     def __init__(self, market: MarketTensors, regimes: RegimeTable, *, n_envs: int,
                  episode_length: int, fees: float = 0.001, slippage: float = 0.0,
                  reward_scale: float = 100.0, obs_dim: int = 64, seed: int = 0,
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 start_mix: Mapping[str, float] | None = None, drawdown_window: int = 0) -> None:
         if tuple(regimes.assets) != tuple(market.assets):
             raise RLTraderError(f"regime table assets {regimes.assets} differ from the data's {market.assets}")
         self.market, self.regimes = market, regimes
@@ -125,19 +142,48 @@ class MarketEnv:
         self._w_slice = slice(f, f + n + 1)
         self._dd_index = f + n + 1
         self._act_slice = slice(f + n + 2, f + n + 2 + regimes.n_actions)
+        self._start_weights, self._start_cdf = self._start_table(start_mix or {"cash": 1.0})
+        if drawdown_window < 0:
+            raise RLTraderError(f"drawdown_window must be >= 0 (0 = the episode's peak), got {drawdown_window}")
+        self.drawdown_window = drawdown_window
 
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.reset()
 
+    def _start_table(self, mix: Mapping[str, float]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Candidate start weights [cash, *regimes holding assets, EQ_WEIGHT] and their cumulative
+        probabilities; (None, None) for all cash, so that reset draws nothing."""
+        unknown = sorted(set(mix) - set(START_STATES))
+        p = [float(mix.get(k, 0.0)) for k in START_STATES]
+        if unknown or min(p) < 0 or abs(sum(p) - 1.0) > 1e-9:
+            raise RLTraderError(f"start_mix needs weights >= 0 summing to 1 over {', '.join(START_STATES)},"
+                                f" got {dict(mix)}")
+        if p[1] == 0.0 and p[2] == 0.0:
+            return None, None
+        n = self.n_assets
+        weights = np.nan_to_num(self.regimes.weights, nan=0.0)
+        invested = weights[weights.sum(axis=1) > 0]
+        table = np.vstack([np.zeros(n), invested, np.full(n, 1.0 / n)])
+        cdf = np.cumsum(np.concatenate([[p[0]], np.full(len(invested), p[1] / len(invested)), [p[2]]]))
+        cdf[cdf >= cdf[-1]] = 1.0  # the last candidate with a positive probability ends at exactly 1
+        return (torch.as_tensor(table, device=self.device, dtype=self.dtype),
+                torch.as_tensor(cdf, device=self.device, dtype=torch.float64))
+
     # -- episode control --------------------------------------------------------------------
     def reset(self, starts: torch.Tensor | None = None, initial: torch.Tensor | None = None) -> torch.Tensor:
         """Start new episodes (random first days unless `starts` is given) with value 1 at the close
-        before the first decision: all cash, or `initial` (B, n_assets) weights held since that close
-        (cash = 1 - row sum; no cost: the account already holds them), drifted to the first close."""
+        before the first decision: `initial` (B, n_assets) weights held since that close (cash = 1 - row
+        sum; no cost: the account already holds them), drifted to the first close; without `initial`,
+        a start state drawn per env from the start mix (all cash by default)."""
         if starts is None:
             starts = torch.randint(self.market.first_decision, self.max_start + 1, (self.n_envs,),
                                    generator=self.generator, device=self.device)
+        if initial is None and self._start_weights is not None:
+            # Inverse CDF: one uniform per env, all on the device (multinomial's input checks sync
+            # with the host in some torch versions).
+            u = torch.rand(self.n_envs, generator=self.generator, device=self.device, dtype=torch.float64)
+            initial = self._start_weights.index_select(0, torch.searchsorted(self._start_cdf, u, right=True))
         # Fresh tensors (not in-place fills): the finished episode's tensors may live on in `info`.
         B, to = self.n_envs, dict(device=self.device, dtype=self.dtype)
         self.start = starts.to(self.device, torch.long)
@@ -155,6 +201,10 @@ class MarketEnv:
             self.cash = 1.0 - initial.sum(dim=1)
             self.value = torch.addmv(self.cash, self.holdings, self._ones)
             self.peak = torch.clamp(self.value, min=1.0)
+        if self.drawdown_window:  # ring buffer of the last closes' values, slot = step_in_episode % window
+            self.recent_values = torch.ones(B, self.drawdown_window, **to)
+            self.recent_values[:, 0] = self.value
+            self.peak = self.recent_values.amax(dim=1)
         self.prev_action = torch.zeros(B, dtype=torch.long, device=self.device)
         self.episode_return = torch.zeros(B, **to)
         return self._observe(self.start)
@@ -191,10 +241,15 @@ class MarketEnv:
         reward = (value / self.value - one_plus_bench) * self.reward_scale
 
         self.holdings, self.cash = holdings, cash
-        self.value, self.peak = value, torch.maximum(self.peak, value)
         self.prev_action = actions
         self.episode_return += reward
         self.step_in_episode += 1
+        self.value = value
+        if self.drawdown_window:
+            self.recent_values[:, self.step_in_episode % self.drawdown_window] = value
+            self.peak = self.recent_values.amax(dim=1)
+        else:
+            self.peak = torch.maximum(self.peak, value)
 
         info: dict = {}
         done = self.step_in_episode == self.episode_length
@@ -209,12 +264,17 @@ class MarketEnv:
 
     # -- resume ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"start": self.start, "holdings": self.holdings, "cash": self.cash, "value": self.value,
-                "peak": self.peak, "prev_action": self.prev_action, "episode_return": self.episode_return,
-                "step_in_episode": self.step_in_episode, "generator": self.generator.get_state()}
+        """A snapshot: the tensors that `step` writes in place are copied."""
+        state = {"start": self.start, "holdings": self.holdings, "cash": self.cash, "value": self.value,
+                 "peak": self.peak, "prev_action": self.prev_action, "episode_return": self.episode_return.clone(),
+                 "step_in_episode": self.step_in_episode, "generator": self.generator.get_state()}
+        if self.drawdown_window:
+            state["recent_values"] = self.recent_values.clone()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("start", "holdings", "cash", "value", "peak", "prev_action", "episode_return"):
-            setattr(self, key, state[key].to(self.device))
+        keys = ("start", "holdings", "cash", "value", "peak", "prev_action", "episode_return")
+        for key in keys + (("recent_values",) if self.drawdown_window else ()):
+            setattr(self, key, state[key].to(self.device, copy=True))  # never shared with another env
         self.step_in_episode = int(state["step_in_episode"])
         self.generator.set_state(state["generator"])

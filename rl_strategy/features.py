@@ -7,11 +7,14 @@ can enter an observation. The observation is:
 
     [market features of day t, asset-major]   n_assets x 8
     [portfolio weights: CASH, *assets]        n_assets + 1   (drifted, at day t's close)
-    [drawdown from the episode's peak]        1              (x5, in [-5, 0])
+    [drawdown: value / peak - 1]              1              (x5, in [-5, 0])
     [previous action, one-hot]                n_actions
     [zero padding up to obs_dim]
 
-For the v2 universe that is 24 + 4 + 1 + 16 = 45 values, padded to 64.
+For the v2 universe that is 24 + 4 + 1 + 16 = 45 values, padded to 64. The drawdown's peak is the
+episode's running peak (`env.drawdown_window` 0, the default), or the peak of the last
+`drawdown_window` closes, today's included, which means the same in a 256-day training episode
+and a 5-year backtest. Values before the episode's first decision count as 1 (the starting value).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ One recurrent trunk is shared by actor and critic. The same module serves the ro
 step at a time, `step`) and the PPO update (whole sequences through the fused `nn.GRU`,
 `sequence`), and later inference in the vectorbt strategy. 109,841 parameters for the v2
 shape (64 inputs, 16 actions).
+
+`EnsemblePolicy` averages several trained networks' action probabilities behind the same
+inference interface (a seed ensemble checkpoint loads as one).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import math
 
 import torch
 from torch import nn
+
+from rl_strategy.errors import RLTraderError
 
 
 class GRUPolicy(nn.Module):
@@ -52,3 +57,32 @@ class GRUPolicy(nn.Module):
         logits (S, N, A), values (S, N). The trainer cuts sequences at episode starts."""
         out, _ = self.gru(self.encoder(obs), state)
         return self.policy_head(out), self.value_head(out).squeeze(-1)
+
+
+class EnsemblePolicy(nn.Module):
+    """Several trained policies acting as one (rule "mean_probs"): the action distribution is the
+    mean of the members' softmax probabilities, the value the mean of their values.
+
+    It has `GRUPolicy`'s inference interface, so replay and `RLPolicy` use it unchanged: the
+    state is the members' states stacked (M, 1, B, H), and the logits are the log of the mean
+    probabilities (log-sum-exp of the members' log-probabilities, finite where a probability
+    underflows), so argmax and inverse-CDF sampling act on the mean probabilities.
+    """
+
+    def __init__(self, members: list[GRUPolicy]) -> None:
+        super().__init__()
+        shapes = {(m.obs_dim, m.n_actions, m.hidden) for m in members}
+        if len(shapes) != 1:
+            raise RLTraderError(f"ensemble members need one (obs_dim, n_actions, hidden), got {sorted(shapes)}")
+        self.members = nn.ModuleList(members)
+        self.obs_dim, self.n_actions, self.hidden = shapes.pop()
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.stack([m.initial_state(batch, device) for m in self.members])
+
+    def step(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decision for a batch: obs (B, obs_dim), state (M, 1, B, H) -> log mean probabilities, mean value, state."""
+        outs = [m.step(obs, s) for m, s in zip(self.members, state, strict=True)]
+        logp = torch.stack([torch.log_softmax(logits, -1) for logits, _, _ in outs])
+        logits = torch.logsumexp(logp, 0) - math.log(len(outs))
+        return logits, torch.stack([v for _, v, _ in outs]).mean(0), torch.stack([s for _, _, s in outs])

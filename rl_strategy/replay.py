@@ -44,10 +44,11 @@ def uniform_streams(seeds: np.ndarray, length: int) -> torch.Tensor:
 @torch.inference_mode()
 def replay(net: GRUPolicy, market: MarketTensors, regimes: RegimeTable, *, starts: np.ndarray, lengths: np.ndarray,
            sample: np.ndarray, seeds: np.ndarray, initial: np.ndarray | None, fees: float, slippage: float,
-           obs_dim: int, device: str | torch.device = "cpu") -> Paths:
+           obs_dim: int, device: str | torch.device = "cpu", forced: np.ndarray | None = None) -> Paths:
     """Run every path of the batch through the environment (float64 accounting; the network runs in
     the float32 it was trained in). `initial`: (B, n_assets) weights held from the close before each
-    path's start, or None for all cash."""
+    path's start, or None for all cash. `forced`: (max length, B) action ids that replace the
+    policy's (-1 = the policy decides), e.g. a buy-and-hold benchmark run in the same batch."""
     starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     B = len(starts)
     if B == 0 or (lengths < 1).any():
@@ -62,6 +63,7 @@ def replay(net: GRUPolicy, market: MarketTensors, regimes: RegimeTable, *, start
     obs = env.reset(torch.as_tensor(starts, device=dev), init)
     uniforms = uniform_streams(np.asarray(seeds), L).to(dev)
     sampled = torch.as_tensor(np.asarray(sample, dtype=bool), device=dev)
+    fixed = None if forced is None else torch.as_tensor(np.asarray(forced, dtype=np.int64), device=dev)
     state = net.initial_state(B, dev)
     actions = torch.zeros(L, B, dtype=torch.long, device=dev)
     values = torch.empty(L + 1, B, dtype=torch.float64, device=dev)
@@ -74,6 +76,8 @@ def replay(net: GRUPolicy, market: MarketTensors, regimes: RegimeTable, *, start
         cdf = torch.softmax(logits, -1).double().cumsum_(-1)
         draws = (cdf < uniforms[k].unsqueeze(1)).sum(-1).clamp_(max=last)
         action = torch.where(sampled, draws, logits.argmax(-1))
+        if fixed is not None:
+            action = torch.where(fixed[k] >= 0, fixed[k], action)
         obs, _, _, _, info = env.step(action)
         actions[k] = action
         values[k + 1] = info["final_value"] if "final_value" in info else env.value

@@ -37,6 +37,10 @@ class PeriodSettings:
     train_end: str = "2019-12-31"
     test_start: str = "2020-01-01"
     test_end: str = "2024-12-31"
+    # Validation window (both or neither): inside the training window or right after it, never
+    # overlapping the test window. Training decisions stop before val_start.
+    val_start: str | None = None
+    val_end: str | None = None
 
 
 @dataclass
@@ -47,6 +51,16 @@ class EnvSettings:
     episode_length: int = 256
     reward_scale: float = 100.0
     obs_dim: int = 64
+    # Episode start states (probabilities, sum 1): all cash, a uniformly drawn regime that holds assets
+    # (any but HOLD and ALL_CASH), or EQ_WEIGHT; the names of the backtest's --initial.
+    start_cash: float = 1.0
+    start_regime: float = 0.0
+    start_equal: float = 0.0
+    drawdown_window: int = 0  # drawdown observed from the peak of the last N closes; 0 = the episode's peak
+
+    @property
+    def start_mix(self) -> dict[str, float]:
+        return {"cash": self.start_cash, "regime": self.start_regime, "equal": self.start_equal}
 
 
 @dataclass
@@ -62,6 +76,7 @@ class PPOSettings:
     clip_coef: float = 0.2
     clip_vloss: bool = True
     ent_coef: float = 0.01
+    ent_coef_end: float | None = None  # linear decay from ent_coef to this over the run; None = constant
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     target_kl: float | None = None
@@ -76,6 +91,10 @@ class RunSettings:
     device: str = "auto"
     out: str = "checkpoints/rl_v2"
     checkpoint_every: int = 10  # updates between periodic checkpoints
+    eval_every: int = 5         # updates between validation evaluations (when periods has a validation window)
+    patience: int | None = None  # stop after this many evaluations without a better validation score
+    eval_samples: int = 8       # sampled paths per validation origin
+    eval_horizon_days: int = 126  # decision days per validation origin (origins whose horizon fits the window)
 
 
 @dataclass
@@ -161,16 +180,30 @@ def validate(s: Settings) -> Settings:
     need(s.data.source in SOURCES, f"data.source must be one of {', '.join(SOURCES)}, got {s.data.source!r}")
     need(s.data.source != "csv" or s.data.csv_dir is not None, "data.source csv needs data.csv_dir (or --csv-dir)")
     p = s.periods
-    for a, b in (("train_start", "train_end"), ("test_start", "test_end")):
+    pairs = [("train_start", "train_end"), ("test_start", "test_end")]
+    need((p.val_start is None) == (p.val_end is None), "periods.val_start and periods.val_end go together")
+    if p.val_start is not None:
+        pairs.append(("val_start", "val_end"))
+    for a, b in pairs:
         try:
             ok = dt.date.fromisoformat(getattr(p, a)) < dt.date.fromisoformat(getattr(p, b))
         except ValueError as exc:
             raise RLTraderError(f"config: periods.{a}/{b} must be YYYY-MM-DD dates ({exc})") from None
         need(ok, f"periods.{a} must be before periods.{b}")
+    if p.val_start is not None:
+        day = dt.date.fromisoformat
+        need(day(p.train_start) < day(p.val_start) <= day(p.train_end) + dt.timedelta(days=7),
+             "periods.val_start must lie inside the training window or right after it")
+        need(day(p.val_end) < day(p.test_start) or day(p.val_start) > day(p.test_end),
+             "the validation window must not overlap the test window")
     check_execution(s.env.execution, "env.execution")
     need(0 <= s.env.fees < 0.1 and 0 <= s.env.slippage < 0.1, "env.fees and env.slippage must be in [0, 0.1)")
     need(s.env.episode_length >= 2, "env.episode_length must be >= 2")
     need(s.env.reward_scale > 0 and s.env.obs_dim > 0, "env.reward_scale and env.obs_dim must be > 0")
+    mix = s.env.start_mix.values()
+    need(min(mix) >= 0 and abs(sum(mix) - 1) <= 1e-9,
+         f"env.start_cash, start_regime and start_equal must be >= 0 and sum to 1, got {tuple(mix)}")
+    need(s.env.drawdown_window >= 0, "env.drawdown_window must be >= 0 (0 = the episode's peak)")
     q = s.ppo
     need(q.n_envs >= 1 and q.n_steps >= 1 and q.epochs >= 1, "ppo.n_envs, n_steps and epochs must be >= 1")
     need(q.minibatches >= 1 and q.n_envs % q.minibatches == 0,
@@ -183,10 +216,14 @@ def validate(s: Settings) -> Settings:
     need(q.learning_rate > 0 and q.clip_coef > 0 and q.max_grad_norm > 0,
          "ppo.learning_rate, clip_coef and max_grad_norm must be > 0")
     need(q.ent_coef >= 0 and q.vf_coef >= 0, "ppo.ent_coef and ppo.vf_coef must be >= 0")
+    need(q.ent_coef_end is None or q.ent_coef_end >= 0, "ppo.ent_coef_end must be >= 0 or null")
     need(s.run.timesteps > 0, "run.timesteps must be > 0")
     need(s.run.device in ("auto", "cpu", "cuda") or s.run.device.startswith("cuda:"),
          f"run.device must be auto, cpu or cuda, got {s.run.device!r}")
     need(s.run.checkpoint_every >= 1, "run.checkpoint_every must be >= 1")
+    need(s.run.eval_every >= 1 and s.run.eval_samples >= 1 and s.run.eval_horizon_days >= 2,
+         "run.eval_every and run.eval_samples must be >= 1, run.eval_horizon_days >= 2")
+    need(s.run.patience is None or s.run.patience >= 1, "run.patience must be >= 1")
     return s
 
 
@@ -210,6 +247,8 @@ CLI_KEYS = {
     "fees": "env.fees", "slippage": "env.slippage", "execution": "env.execution",
     "n_envs": "ppo.n_envs", "timesteps": "run.timesteps", "seed": "run.seed", "device": "run.device",
     "out": "run.out", "checkpoint_every": "run.checkpoint_every",
+    "val_start": "periods.val_start", "val_end": "periods.val_end", "eval_every": "run.eval_every",
+    "patience": "run.patience",
 }
 
 

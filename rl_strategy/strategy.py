@@ -72,6 +72,7 @@ class RLPolicy:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> RLPolicy:
+        """A checkpoint or a seed ensemble checkpoint (path or glob): both run as one policy."""
         return cls(load_checkpoint(resolve_model_path(str(path))), device)
 
     @property

@@ -91,6 +91,11 @@ def train(
     cache_path: str | None = typer.Option(None, "--cache-path", help="Tensor cache of the training panel written by `rltrader data fetch --cache-out`."),
     out: str | None = typer.Option(None, "--out", help="Folder for checkpoints and the metrics CSV."),
     resume: Path | None = typer.Option(None, "--resume", help="Checkpoint to continue from (its config is used; --timesteps, --device and --out may change)."),
+    val_start: str | None = typer.Option(None, "--val-start", help="First day of the validation window (inside or right after the training window, never in the test window). Training decisions stop before it."),
+    val_end: str | None = typer.Option(None, "--val-end", help="Last day of the validation window."),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Updates between validation scores (default 5); the best checkpoint is kept as model_best_<stamp>.pt."),
+    patience: int | None = typer.Option(None, "--patience", help="Stop after this many validation scores without improvement (default: never)."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds: train each into <out>/seed_<k>/ (sequentially) and write <out>/model_ensemble_<stamp>.pt."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train the GRU policy with recurrent PPO on the config's training period."""
@@ -101,20 +106,49 @@ def train(
     console = wide_console(stderr=True)
     if resume is not None:
         ckpt = load_checkpoint(resume)
-        session = build_session(resume_settings(ckpt, timesteps, device, out), resume=ckpt)
-        console.print(f"resuming {resume} at {session.trainer.timesteps_done:,} timesteps")
+        settings = resume_settings(ckpt, timesteps, device, out)
     else:
-        session = build_session(_settings(config, timesteps=timesteps, n_envs=n_envs, device=device, seed=seed,
-                                          data_source=data_source, csv_dir=csv_dir, cache_path=cache_path, out=out))
+        settings = _settings(config, timesteps=timesteps, n_envs=n_envs, device=device, seed=seed,
+                             data_source=data_source, csv_dir=csv_dir, cache_path=cache_path, out=out,
+                             val_start=val_start, val_end=val_end, eval_every=eval_every, patience=patience)
+    if seeds is not None:
+        _train_seeds(settings, seeds, console, quiet)
+        return
+    session = build_session(settings, resume=ckpt if resume is not None else None)
+    if resume is not None:
+        console.print(f"resuming {resume} at {session.trainer.timesteps_done:,} timesteps")
     tr, d = session.trainer, session.data
     console.print(f"data: {d.source} {','.join(d.tickers)} {d.period_start.date()}..{d.panel.index[-1].date()} "
                   f"({len(d.panel) - d.history_rows()} days, fingerprint {d.fingerprint[:12]}); device {session.device}; "
-                  f"{tr.n_updates} updates x {tr.batch:,} timesteps")
+                  f"{tr.n_updates} updates x {tr.batch:,} timesteps"
+                  + (f"; validation {settings.periods.val_start}..{settings.periods.val_end} every "
+                     f"{settings.run.eval_every} updates" if session.validator is not None else ""))
     with training_progress(console, tr.n_updates * tr.batch, tr.timesteps_done, quiet) as on_update:
         result = run_training(session, on_update=on_update)
     print_training_summary(result, tr.timesteps_done, tr.batch)
     if result.interrupted:
         console.print(f"interrupted: continue with  rltrader train --resume {result.final_checkpoint}")
+
+
+def _train_seeds(settings, seeds: str, console, quiet: bool) -> None:
+    """`train --seeds 1,2,3`: one member per seed, sequentially, then the ensemble file."""
+    from rltrader.display import training_progress
+    from training.ensemble import train_seeds
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    total = len(seed_list) * settings.run.timesteps
+    with training_progress(console, total, 0, quiet) as on_update:
+        done = [0]
+
+        def progress(stats: dict) -> None:  # members run one after another: show the whole budget
+            done[0] += 1
+            on_update(stats | {"timesteps": min(total, done[0] * stats["timesteps"] // stats["update"])})
+
+        result = train_seeds(settings, seed_list, on_update=progress)
+    console.print(f"wrote {result.ensemble}")
 
 
 # -- benchmarks --------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ HEADERS = {"rank": "#", "sharpe": "Sharpe", "sortino": "Sortino", "cagr": "CAGR"
 
 
 def wide_console(stderr: bool = False) -> Console:
-    """At least 120 columns: the ranked table has 13 columns and is unreadable when squeezed."""
+    """At least 150 columns: the ranked table has 16 columns and is unreadable when squeezed."""
     width = Console().width
-    return Console(width=max(width, 120), stderr=stderr)
+    return Console(width=max(width, 150), stderr=stderr)
 
 
 def metric_cell(key: str, value) -> str:
@@ -110,6 +110,7 @@ def training_progress(console: Console, total: int, done: int, quiet: bool) -> I
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         console=console, disable=quiet)
     last_reward = [math.nan]  # episodes end every episode_length steps: show the latest mean
+    last_val = [math.nan]  # validation runs every eval_every updates: show the latest score
 
     with progress:
         task = progress.add_task("train", total=total, completed=done, info="",
@@ -118,8 +119,11 @@ def training_progress(console: Console, total: int, done: int, quiet: bool) -> I
         def on_update(stats: dict) -> None:
             if not math.isnan(stats["episode_reward"]):
                 last_reward[0] = stats["episode_reward"]
+            if "val_score" in stats:
+                last_val[0] = stats["val_score"]
             info = (f"{stats['steps_per_second'] / 1e3:.1f}K steps/s entropy {stats['entropy']:.2f}"
-                    + ("" if math.isnan(last_reward[0]) else f" ep.reward {last_reward[0]:+.1f}"))
+                    + ("" if math.isnan(last_reward[0]) else f" ep.reward {last_reward[0]:+.1f}")
+                    + ("" if math.isnan(last_val[0]) else f" val {last_val[0]:+.2f}"))
             progress.update(task, completed=stats["timesteps"], info=info,
                             steps=f"{stats['timesteps'] / 1e6:.2f}M/{total / 1e6:.2f}M")
 
@@ -139,6 +143,11 @@ def print_training_summary(result, timesteps_done: int, batch: int) -> None:
             ("value loss first -> last", f"{h[0]['value_loss']:.3f} -> {h[-1]['value_loss']:.3f}" if h else "-"),
             ("episode reward first -> last", f"{rewards[0]:+.2f} -> {rewards[-1]:+.2f}" if rewards else "-"),
             ("checkpoint", str(result.final_checkpoint)), ("metrics", str(result.metrics_csv))]
+    if result.best_checkpoint is not None:
+        scores = [x["val_score"] for x in h if "val_score" in x]
+        rows += [("validation score first -> best", f"{scores[0]:+.3f} -> {result.best_score:+.3f}"
+                  + (" (stopped early)" if result.stopped_early else "")),
+                 ("best checkpoint (validation)", str(result.best_checkpoint))]
     for k, v in rows:
         table.add_row(k, v)
     Console().print(table)

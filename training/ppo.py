@@ -6,7 +6,8 @@ window ran out, never a real termination) are bootstrapped with gamma * V(final 
 Update: GAE(gamma, lambda); several epochs over shuffled minibatches of whole env sequences,
 re-running the fused `nn.GRU` from the stored initial states; per-minibatch advantage
 normalisation, clipped surrogate, (optionally clipped) value loss, entropy bonus, global
-gradient-norm clip, linear LR annealing, approximate KL with optional early stop.
+gradient-norm clip, linear LR annealing, approximate KL with optional early stop. The entropy
+coefficient is constant, or (with `ent_coef_end`) decays linearly on the same schedule as the LR.
 
 Deliberate choice: episodes have a fixed length that is a multiple or a divisor of n_steps
 (checked by the config). Sequences then never cross an episode start, so the update runs the
@@ -63,8 +64,10 @@ class LossParts:
 
 
 def ppo_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
-             old_values: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, cfg: PPOSettings) -> LossParts:
-    """The PPO objective for one minibatch (all inputs flattened to the same leading shape)."""
+             old_values: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor, cfg: PPOSettings,
+             ent_coef: float | None = None) -> LossParts:
+    """The PPO objective for one minibatch (all inputs flattened to the same leading shape);
+    `ent_coef` is this update's entropy coefficient (None: cfg.ent_coef)."""
     logp_all = F.log_softmax(logits, dim=-1)
     logprobs = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
@@ -80,7 +83,7 @@ def ppo_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, 
         value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2).mean()
     else:
         value_loss = 0.5 * ((values - returns) ** 2).mean()
-    total = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+    total = policy_loss - (cfg.ent_coef if ent_coef is None else ent_coef) * entropy + cfg.vf_coef * value_loss
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean()
         clip_fraction = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
@@ -164,6 +167,14 @@ class PPOTrainer:
         return self.policy.step(self.obs, state)[1]
 
     # -- update ---------------------------------------------------------------------------------
+    def entropy_coef(self) -> float:
+        """This update's entropy coefficient: ent_coef, or linear from ent_coef at the first update towards
+        ent_coef_end, on the LR annealing's schedule (update k of n: k / n of the way)."""
+        cfg = self.cfg
+        if cfg.ent_coef_end is None:
+            return cfg.ent_coef
+        return cfg.ent_coef + self.updates_done / self.n_updates * (cfg.ent_coef_end - cfg.ent_coef)
+
     def _sequences(self, x: torch.Tensor) -> torch.Tensor:
         """(n_steps, B, ...) -> (segment, n_segments * B, ...): one column per whole sequence."""
         S, C = self.segment, self.n_segments
@@ -175,6 +186,7 @@ class PPOTrainer:
         if cfg.anneal_lr:
             frac = 1.0 - self.updates_done / self.n_updates
             self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
+        ent_coef = self.entropy_coef()
         advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, self.bootstrap_value(),
                                           cfg.gamma, cfg.gae_lambda)
         obs, actions = self._sequences(buf.obs), self._sequences(buf.actions)
@@ -192,7 +204,7 @@ class PPOTrainer:
                 idx = order[start:start + per_mb]
                 logits, values = self.policy.sequence(obs[:, idx], states[:, idx])
                 parts = ppo_loss(logits, values, actions[:, idx], old_logp[:, idx], old_values[:, idx],
-                                 adv[:, idx], ret[:, idx], cfg)
+                                 adv[:, idx], ret[:, idx], cfg, ent_coef)
                 self.optimizer.zero_grad(set_to_none=True)
                 parts.total.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
@@ -210,6 +222,7 @@ class PPOTrainer:
         out = dict(zip(("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), values, strict=True))
         out["explained_variance"] = explained
         out["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        out["ent_coef"] = ent_coef
         if self.finished_returns:
             out["episode_reward"] = torch.cat(self.finished_returns).mean().item()
             self.finished_returns.clear()

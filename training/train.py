@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from rl_strategy.checkpoint import Checkpoint, Progress, build_payload, save_checkpoint
@@ -28,10 +29,11 @@ from rl_strategy.policy import GRUPolicy
 from rl_strategy.regimes import build_regime_table
 from rl_strategy.settings import Settings, resolve_device
 from training.ppo import PPOTrainer, TrainingDiverged
+from training.validation import VALIDATION_COLUMNS, Validator
 
 METRIC_COLUMNS = ("update", "timesteps", "episode_reward", "policy_loss", "value_loss", "entropy", "approx_kl",
-                  "clip_fraction", "explained_variance", "learning_rate", "loss", "steps_per_second",
-                  "rollout_seconds", "update_seconds")
+                  "clip_fraction", "explained_variance", "learning_rate", "ent_coef", "loss", "steps_per_second",
+                  "rollout_seconds", "update_seconds", *VALIDATION_COLUMNS)
 
 
 def seed_everything(seed: int, device: str) -> None:
@@ -45,16 +47,33 @@ def seed_everything(seed: int, device: str) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def load_training_data(settings: Settings) -> MarketData:
-    """The training period's panel plus WARMUP rows of history for the features (from a tensor cache,
-    only the training period's rows: a cache of 2015-2024 must not put the test years into training)."""
-    d, p = settings.data, settings.periods
-    min_days = settings.env.episode_length + 2
+def training_end(settings: Settings) -> str:
+    """The last day training decides on: the training window's end, or the day before a validation
+    window that lies inside it (validation decisions never enter training batches)."""
+    p = settings.periods
+    if p.val_start is None:
+        return p.train_end
+    return min(p.train_end, str((pd.Timestamp(p.val_start) - pd.Timedelta(days=1)).date()))
+
+
+def _load(settings: Settings, start: str, end: str, min_days: int) -> MarketData:
+    """A period's panel plus WARMUP rows of history (from a tensor cache: only that period's rows)."""
+    d = settings.data
     if d.cache_path:
-        return select_period(load_panel_cache(d.cache_path, tickers=d.tickers), p.train_start, p.train_end,
-                             history_days=WARMUP, min_days=min_days)
-    return load_market(d.tickers, p.train_start, p.train_end, source=d.source, csv_dir=d.csv_dir,
-                       cache_dir=d.cache_dir, seed=d.seed, history_days=WARMUP, min_days=min_days)
+        return select_period(load_panel_cache(d.cache_path, tickers=d.tickers), start, end, history_days=WARMUP,
+                             min_days=min_days)
+    return load_market(d.tickers, start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir, seed=d.seed,
+                       history_days=WARMUP, min_days=min_days)
+
+
+def load_training_data(settings: Settings) -> MarketData:
+    """The training period's panel (a cache of 2015-2024 must not put the test years into training)."""
+    return _load(settings, settings.periods.train_start, training_end(settings), settings.env.episode_length + 2)
+
+
+def load_validation_data(settings: Settings) -> MarketData | None:
+    p = settings.periods
+    return None if p.val_start is None else _load(settings, p.val_start, p.val_end, settings.run.eval_horizon_days + 2)
 
 
 @dataclass
@@ -66,6 +85,7 @@ class Session:
     env: MarketEnv
     trainer: PPOTrainer
     device: str
+    validator: Validator | None = None
 
     def payload(self) -> dict:
         """The checkpoint content for the current state of the run."""
@@ -85,10 +105,13 @@ def build_session(settings: Settings, resume: Checkpoint | None = None) -> Sessi
     e = settings.env
     env = MarketEnv(market, regimes, n_envs=settings.ppo.n_envs, episode_length=e.episode_length,
                     fees=e.fees, slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim,
-                    seed=settings.run.seed, device=device)
+                    seed=settings.run.seed, device=device, start_mix=e.start_mix,
+                    drawdown_window=e.drawdown_window)
     policy = GRUPolicy(e.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
     trainer = PPOTrainer(env, policy, settings.ppo, settings.run.timesteps, seed=settings.run.seed)
-    session = Session(settings, data, env, trainer, device)
+    val_data = load_validation_data(settings)
+    validator = None if val_data is None else Validator(settings, val_data, regimes, device)
+    session = Session(settings, data, env, trainer, device, validator)
     if resume is not None:
         resume.check_universe(data.tickers, e.obs_dim)
         trained_on = resume.training_data.fingerprint
@@ -143,19 +166,26 @@ class TrainResult:
     history: list[dict]
     interrupted: bool
     seconds: float
+    best_checkpoint: Path | None = None  # best validation score (`model_best_<stamp>.pt`), None without validation
+    best_score: float | None = None
+    stopped_early: bool = False          # `run.patience` evaluations without a better score
 
 
 def run_training(session: Session, on_update: Callable[[dict], None] | None = None,
                  stop_after_updates: int | None = None) -> TrainResult:
-    """Run updates until the budget is spent (or Ctrl-C); write metrics and checkpoints."""
+    """Run updates until the budget is spent (or Ctrl-C, or `run.patience` validations without a
+    better score); write metrics and checkpoints. With a validation window, the policy is scored
+    every `run.eval_every` updates and at the end, and `model_best_<stamp>.pt` keeps the best."""
     s, tr = session.settings, session.trainer
+    best = Best(out=Path(s.run.out), stamp="")
     out = Path(s.run.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     metrics_path = out / f"metrics_{stamp}.csv"
+    best.stamp = stamp
     history: list[dict] = []
     start = time.perf_counter()
-    interrupted = False
+    interrupted = stopped_early = False
     with open(metrics_path, "w", newline="") as fh, _GracefulInterrupt() as stop:
         writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -165,6 +195,10 @@ def run_training(session: Session, on_update: Callable[[dict], None] | None = No
                 stats = tr.train_one_update()
             except TrainingDiverged as exc:
                 raise RLTraderError(f"training stopped: {exc}; the last good checkpoint in {out} is kept") from None
+            last = tr.updates_done == tr.n_updates
+            if session.validator is not None and (tr.updates_done % s.run.eval_every == 0 or last):
+                stats.update(session.validator.evaluate(tr.policy))
+                best.offer(stats["val_score"], session)
             history.append(stats)
             writer.writerow(stats)
             fh.flush()
@@ -173,9 +207,31 @@ def run_training(session: Session, on_update: Callable[[dict], None] | None = No
                 on_update(stats)
             if tr.updates_done % s.run.checkpoint_every == 0 and tr.updates_done < tr.n_updates:
                 save_checkpoint(session.payload(), out / f"model_step_{tr.timesteps_done}.pt")
+            if s.run.patience is not None and best.stale >= s.run.patience:
+                stopped_early = True
+                break
             if stop.requested or (stop_after_updates is not None and done_here >= stop_after_updates):
                 interrupted = tr.updates_done < tr.n_updates
                 break
     name = f"model_step_{tr.timesteps_done}.pt" if interrupted else f"model_final_{stamp}.pt"
     final = save_checkpoint(session.payload(), out / name)
-    return TrainResult(final, metrics_path, history, interrupted, time.perf_counter() - start)
+    return TrainResult(final, metrics_path, history, interrupted, time.perf_counter() - start,
+                       best.path, best.score, stopped_early)
+
+
+@dataclass
+class Best:
+    """The best validation score so far and its checkpoint; `stale` counts evaluations since."""
+
+    out: Path
+    stamp: str
+    score: float | None = None
+    path: Path | None = None
+    stale: int = 0
+
+    def offer(self, score: float, session: Session) -> None:
+        if score == score and (self.score is None or score > self.score):  # a NaN score is never best
+            self.score, self.stale = score, 0
+            self.path = save_checkpoint(session.payload(), self.out / f"model_best_{self.stamp}.pt")
+        else:
+            self.stale += 1
