@@ -304,6 +304,7 @@ def _member_traits(ck: Checkpoint) -> dict[str, Any]:
     return {"assets": ",".join(spec.assets), "regime table": ck.payload["spec"]["regimes"],
             "obs_dim": spec.obs_dim, "observation layout": spec.layout, "hidden size": spec.hidden,
             "execution": spec.execution, "fees": env.fees, "slippage": env.slippage,
+            "drawdown window": env.drawdown_window,
             "training period": f"{data.period_start}..{data.last_day}"}
 
 

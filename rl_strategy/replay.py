@@ -44,10 +44,12 @@ def uniform_streams(seeds: np.ndarray, length: int) -> torch.Tensor:
 @torch.inference_mode()
 def replay(net: GRUPolicy, market: MarketTensors, regimes: RegimeTable, *, starts: np.ndarray, lengths: np.ndarray,
            sample: np.ndarray, seeds: np.ndarray, initial: np.ndarray | None, fees: float, slippage: float,
-           obs_dim: int, device: str | torch.device = "cpu", forced: np.ndarray | None = None) -> Paths:
+           obs_dim: int, device: str | torch.device = "cpu", forced: np.ndarray | None = None,
+           drawdown_window: int = 0) -> Paths:
     """Run every path of the batch through the environment (float64 accounting; the network runs in
     the float32 it was trained in). `initial`: (B, n_assets) weights held from the close before each
-    path's start, or None for all cash. `forced`: (max length, B) action ids that replace the
+    path's start, or None for all cash. `drawdown_window`: the observation's drawdown input as the
+    policy was trained with it (`env.drawdown_window`). `forced`: (max length, B) action ids that replace the
     policy's (-1 = the policy decides), e.g. a buy-and-hold benchmark run in the same batch."""
     starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     B = len(starts)
@@ -57,7 +59,7 @@ def replay(net: GRUPolicy, market: MarketTensors, regimes: RegimeTable, *, start
         raise RLTraderError("a replay path starts before the feature warm-up or ends after the last decision day")
     L = int(lengths.max())
     env = MarketEnv(market, regimes, n_envs=B, episode_length=L, fees=fees, slippage=slippage, obs_dim=obs_dim,
-                    device=device, dtype=torch.float64)
+                    device=device, dtype=torch.float64, drawdown_window=drawdown_window)
     dev = env.device
     init = None if initial is None else torch.as_tensor(np.asarray(initial, dtype=np.float64), device=dev)
     obs = env.reset(torch.as_tensor(starts, device=dev), init)

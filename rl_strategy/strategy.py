@@ -114,7 +114,8 @@ class RLPolicy:
                         seeds=np.asarray(seeds), initial=None if not start_w.any() else np.tile(start_w, (len(rows), 1)),
                         fees=self.fees if fees is None else fees,
                         slippage=self.slippage if slippage is None else slippage,
-                        obs_dim=self.checkpoint.spec.obs_dim, device=self.device)
+                        obs_dim=self.checkpoint.spec.obs_dim, device=self.device,
+                        drawdown_window=self.checkpoint.settings.env.drawdown_window)
         return self._frames(close, names, result, start_w)
 
     def _frames(self, close: pd.DataFrame, names: list[str], r: Paths, start_w: np.ndarray) -> PolicyPaths:

@@ -148,7 +148,9 @@ def _train_seeds(settings, seeds: str, console, quiet: bool) -> None:
             on_update(stats | {"timesteps": min(total, done[0] * stats["timesteps"] // stats["update"])})
 
         result = train_seeds(settings, seed_list, on_update=progress)
-    console.print(f"wrote {result.ensemble}")
+    for seed, member in zip(result.seeds, result.members, strict=False):
+        console.print(f"seed {seed}: {member}")
+    console.print(f"wrote {result.ensemble}" if result.ensemble else "interrupted: no ensemble written")
 
 
 # -- benchmarks --------------------------------------------------------------------------------

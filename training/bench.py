@@ -7,10 +7,10 @@ import time
 
 import torch
 
-from rl_strategy.env import MarketEnv, prepare_training_market
+from rl_strategy.env import prepare_training_market
 from rl_strategy.regimes import build_regime_table
 from rl_strategy.settings import Settings
-from training.train import build_session, load_training_data
+from training.train import build_session, load_training_data, make_env
 
 
 def _sync(device: torch.device) -> None:
@@ -33,9 +33,7 @@ def bench_env(settings: Settings, sizes: list[int], steps: int, device: str) -> 
     regimes = build_regime_table(tuple(data.tickers))
     rows = []
     for n_envs in sizes:
-        env = MarketEnv(market, regimes, n_envs=n_envs, episode_length=settings.env.episode_length,
-                        fees=settings.env.fees, slippage=settings.env.slippage, obs_dim=settings.env.obs_dim,
-                        seed=settings.run.seed, device=device)
+        env = make_env(settings, market, regimes, n_envs, device)
         gen = torch.Generator(device=env.device).manual_seed(0)
         actions = torch.randint(0, regimes.n_actions, (64, n_envs), generator=gen, device=env.device)
         for i in range(20):  # warm-up (allocator, caches, CUDA context)

@@ -22,11 +22,11 @@ import torch
 
 from rl_strategy.checkpoint import Checkpoint, Progress, build_payload, save_checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
-from rl_strategy.env import MarketEnv, prepare_training_market
+from rl_strategy.env import MarketEnv, MarketTensors, prepare_training_market
 from rl_strategy.errors import RLTraderError
 from rl_strategy.features import WARMUP
 from rl_strategy.policy import GRUPolicy
-from rl_strategy.regimes import build_regime_table
+from rl_strategy.regimes import RegimeTable, build_regime_table
 from rl_strategy.settings import Settings, resolve_device
 from training.ppo import PPOTrainer, TrainingDiverged
 from training.validation import VALIDATION_COLUMNS, Validator
@@ -96,6 +96,14 @@ class Session:
                              trainer_state=tr.state_dict())
 
 
+def make_env(settings: Settings, market: MarketTensors, regimes: RegimeTable, n_envs: int, device: str) -> MarketEnv:
+    """The training environment as the settings describe it (training and the benchmarks)."""
+    e = settings.env
+    return MarketEnv(market, regimes, n_envs=n_envs, episode_length=e.episode_length, fees=e.fees,
+                     slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim, seed=settings.run.seed,
+                     device=device, start_mix=e.start_mix, drawdown_window=e.drawdown_window)
+
+
 def build_session(settings: Settings, resume: Checkpoint | None = None) -> Session:
     device = resolve_device(settings.run.device)
     seed_everything(settings.run.seed, device)
@@ -103,10 +111,7 @@ def build_session(settings: Settings, resume: Checkpoint | None = None) -> Sessi
     market = prepare_training_market(data, settings.env.execution)
     regimes = build_regime_table(tuple(data.tickers))
     e = settings.env
-    env = MarketEnv(market, regimes, n_envs=settings.ppo.n_envs, episode_length=e.episode_length,
-                    fees=e.fees, slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim,
-                    seed=settings.run.seed, device=device, start_mix=e.start_mix,
-                    drawdown_window=e.drawdown_window)
+    env = make_env(settings, market, regimes, settings.ppo.n_envs, device)
     policy = GRUPolicy(e.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
     trainer = PPOTrainer(env, policy, settings.ppo, settings.run.timesteps, seed=settings.run.seed)
     val_data = load_validation_data(settings)
