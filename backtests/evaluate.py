@@ -22,7 +22,7 @@ from backtests.metrics import behaviour_metrics, daily_risk_free, rank_by_sharpe
 from rl_strategy.checkpoint import Checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
 from rl_strategy.errors import RLTraderError
-from rl_strategy.features import WARMUP
+from rl_strategy.features import feature_warmup, signal_tickers
 from rl_strategy.portfolio import (
     INIT_CASH,
     month_starts,
@@ -106,14 +106,17 @@ def backtest_settings(ckpt: Checkpoint, **flags) -> Settings:
 
 def load_backtest_data(settings: Settings, assets: tuple[str, ...], start: str | None = None,
                        end: str | None = None) -> MarketData:
-    """The evaluation panel: the policy's universe, the settings' test period unless given."""
-    d = settings.data
+    """The evaluation panel: the policy's universe and the signal tickers its feature sets read
+    (`settings.env.features`, the checkpoint's), the settings' test period unless given."""
+    d, features = settings.data, settings.env.features
     start = start or settings.periods.test_start
     end = end or settings.periods.test_end
+    warmup, signals = feature_warmup(features), list(signal_tickers(features, assets))
     if d.cache_path:  # the cache's rows of the test period only (plus feature warm-up)
-        return select_period(load_panel_cache(d.cache_path, tickers=list(assets)), start, end, history_days=WARMUP)
+        return select_period(load_panel_cache(d.cache_path, tickers=list(assets), signals=signals), start, end,
+                             history_days=warmup)
     return load_market(list(assets), start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir,
-                       seed=d.seed, history_days=WARMUP, min_days=2)
+                       seed=d.seed, history_days=warmup, min_days=2, signals=signals)
 
 
 def risk_free_rates(spec: str | None, settings: Settings, data: MarketData) -> float | pd.Series | None:
@@ -195,10 +198,10 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
 
     close, open_ = data.close, data.open
     index = close.index
-    first, last = max(WARMUP, data.history_rows()), len(index) - 2
+    first, last = max(policy.warmup, data.history_rows()), len(index) - 2
     if first > last:
         raise RLTraderError(f"no decision day in {data.period_start.date()}..{index[-1].date()} "
-                            f"after the {WARMUP}-day feature warm-up")
+                            f"after the {policy.warmup}-day feature warm-up")
     ppy = periods_per_year(index)
     sim = dict(fees=fees, slippage=slippage, execution=execution)
     start_w = policy.regimes.initial_weights(opts.initial)
@@ -211,7 +214,7 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     paths = policy.paths(close, open_, names=names, starts=[index[first]] * (1 + opts.samples) + list(index[origins]),
                          sample=[False] + [True] * opts.samples + [opts.policy_mode == "sample"] * len(origins),
                          seeds=list(seeds), horizons=[None] * (1 + opts.samples) + [opts.horizon_days] * len(origins),
-                         initial=opts.initial, **sim)
+                         initial=opts.initial, signals=data.signal_close, **sim)
     path_weights = {name: paths.weights[name] for name in names}
     pf_paths = simulate_portfolio(paths.weights, open_, close, **sim,
                                   initial=_initial_frame(path_weights, dict(zip(names, paths.first_rows, strict=True)),
@@ -239,7 +242,7 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     starts = dict.fromkeys(table_names, first)
     for k in range(opts.null_draws):
         weights[f"N{k}"], starts[f"N{k}"] = frame(null[k]), first
-    eq = policy.regimes.weights[policy.regimes.names.index("EQ_WEIGHT")]
+    eq = np.full(len(policy.assets), 1.0 / len(policy.assets))
     spy = policy.regimes.weights[policy.regimes.names.index("ALL_SPY")] if "SPY" in policy.assets else None
     for r in origins:
         for tag, target in (("EW", eq), ("SPY", spy)):

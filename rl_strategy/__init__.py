@@ -1,6 +1,7 @@
-"""rl_strategy: the pieces shared by training and backtesting, and the research API.
+"""rl_strategy: the vectorbt plugin a researcher imports; training and backtests build on it.
 
-data -> features -> (env, in `training`) -> policy -> checkpoint -> strategy (vectorbt wrapper).
+data -> features -> env -> policy -> checkpoint -> strategy (vectorbt wrapper). It imports nothing
+from the packages above it (training, backtests, reports, rltrader).
 
     from rl_strategy import RLPolicy, simulate_portfolio, load_market
 

@@ -3,7 +3,9 @@
 Sources: `synthetic` (the embedded, offline default), `csv` (a folder of yfinance CSV exports)
 and `yahoo` (yfinance download, cached as parquet so a second run is offline). Whatever the
 source, the result is a `MarketData`: the panel, its source and a sha256 fingerprint of its
-values, so checkpoints and reports can say exactly which data they used.
+values, so checkpoints and reports can say exactly which data they used. *Signal* tickers (e.g.
+^VIX for a feature set) load with the universe from the same source into the same panel, on the
+traded tickers' calendar with the same gap rule, but are not among `tickers`: never traded.
 
 Bad input is a one-line `RLTraderError`. A day missing from one ticker's series (another ticker
 traded) is filled flat at that ticker's previous close, volume 0, and counted: never back-filled
@@ -44,6 +46,7 @@ class MarketData:
     period_start: pd.Timestamp   # first row of the requested period
     period_end: pd.Timestamp | None = None  # last day requested (None: a cache older than the field)
     requested_start: pd.Timestamp | None = None  # first day requested (may be a holiday before period_start)
+    signals: tuple[str, ...] = ()  # panel tickers read by features only, never traded
 
     def field(self, name: str) -> pd.DataFrame:
         """One field as a dates x tickers frame, tickers in the requested order."""
@@ -68,6 +71,11 @@ class MarketData:
     @property
     def volume(self) -> pd.DataFrame:
         return self.field("Volume")
+
+    @property
+    def signal_close(self) -> pd.DataFrame:
+        """Closes of the signal tickers, dates x signals (empty without signals)."""
+        return self.panel["Close"][list(self.signals)]
 
     def history_rows(self) -> int:
         """Rows of warm-up history before the requested period."""
@@ -324,12 +332,14 @@ def _check_prices(frame: pd.DataFrame, ticker: str) -> None:
                             f"({PRICE_FIELDS[col]} = {prices[row, col]})")
 
 
-def _calendar(frames: dict[str, pd.DataFrame], tickers: Sequence[str]) -> pd.DatetimeIndex:
-    """Union of the tickers' dates inside their common span (latest first day .. earliest last day)."""
-    first = max(frames[t].index[0] for t in tickers)
-    last = min(frames[t].index[-1] for t in tickers)
+def _calendar(frames: dict[str, pd.DataFrame], tickers: Sequence[str], signals: Sequence[str] = ()) -> pd.DatetimeIndex:
+    """Union of the traded tickers' dates inside the common span of every ticker, signals included
+    (latest first day .. earliest last day). A day only a signal has is not a trading day."""
+    span = [*tickers, *signals]
+    first = max(frames[t].index[0] for t in span)
+    last = min(frames[t].index[-1] for t in span)
     if first > last:
-        spans = ", ".join(f"{t} {frames[t].index[0].date()}..{frames[t].index[-1].date()}" for t in tickers)
+        spans = ", ".join(f"{t} {frames[t].index[0].date()}..{frames[t].index[-1].date()}" for t in span)
         raise RLTraderError(f"the tickers' calendars do not overlap ({spans})")
     union = frames[tickers[0]].index
     for t in tickers[1:]:
@@ -405,31 +415,34 @@ def _parse_period(start, end, history_days: int, min_days: int) -> tuple[pd.Time
 
 def load_market(tickers: Sequence[str], start, end, *, source: str = "synthetic",
                 csv_dir: str | Path | None = None, cache_dir: str | Path | None = None, seed: int = 0,
-                history_days: int = 0, min_days: int = 2) -> MarketData:
+                history_days: int = 0, min_days: int = 2, signals: Sequence[str] = ()) -> MarketData:
     """Load, validate and align `tickers` over [start, end], plus up to `history_days` trading
-    rows before `start` (feature warm-up from past data) when the source has them."""
+    rows before `start` (feature warm-up from past data) when the source has them. `signals`:
+    tickers loaded into the same panel for features only (those also in `tickers` are skipped)."""
     tickers = _clean_tickers(tickers)
+    signals = [s for s in _clean_tickers(signals) if s not in tickers] if signals else []
     start_ts, end_ts = _parse_period(start, end, history_days, min_days)
     # Calendar days that hold `history_days` trading rows, holidays included, with room to spare.
     fetch_start = start_ts - pd.Timedelta(days=int(history_days * 1.6) + 10) if history_days else start_ts
-    frames = _load_frames(source, tickers, fetch_start, end_ts, csv_dir, cache_dir, seed)
-    for t in tickers:
+    frames = _load_frames(source, tickers + signals, fetch_start, end_ts, csv_dir, cache_dir, seed)
+    for t in tickers + signals:
         frames[t] = _normalize(frames[t], t)
         _check_order(frames[t], t)
         frames[t] = frames[t].loc[fetch_start:end_ts]
         if frames[t].loc[start_ts:].empty:
             raise RLTraderError(f"{t} has no data between {start_ts.date()} and {end_ts.date()}")
-    dates = _calendar(frames, tickers)
+    dates = _calendar(frames, tickers, signals)
     first_in = int(dates.searchsorted(start_ts))
     in_period = len(dates) - first_in
     if in_period < min_days:
         raise RLTraderError(f"{start_ts.date()}..{end_ts.date()} holds {in_period} common trading day(s) of "
                             f"{','.join(tickers)}: shorter than the feature warm-up / minimum of {min_days} days")
     dates = dates[max(0, first_in - history_days):]
-    panel, filled = _panel(frames, dates, tickers)
-    return MarketData(panel=panel, tickers=tuple(tickers), source=source, fingerprint=fingerprint(panel, tickers),
-                      filled=filled, period_start=dates[min(first_in, history_days)], period_end=end_ts,
-                      requested_start=start_ts)
+    panel, filled = _panel(frames, dates, tickers + signals)
+    return MarketData(panel=panel, tickers=tuple(tickers), source=source,
+                      fingerprint=fingerprint(panel, tickers + signals), filled=filled,
+                      period_start=dates[min(first_in, history_days)], period_end=end_ts, requested_start=start_ts,
+                      signals=tuple(signals))
 
 
 def select_period(data: MarketData, start, end, *, history_days: int = 0, min_days: int = 2) -> MarketData:
@@ -450,8 +463,8 @@ def select_period(data: MarketData, start, end, *, history_days: int = 0, min_da
                             f"panel ({covers}): shorter than the feature warm-up / minimum of {min_days} days")
     panel = data.panel.iloc[max(0, first_in - history_days):stop]
     return MarketData(panel=panel, tickers=data.tickers, source=data.source,
-                      fingerprint=fingerprint(panel, data.tickers), filled=dict(data.filled),
-                      period_start=idx[first_in], period_end=end_ts, requested_start=start_ts)
+                      fingerprint=fingerprint(panel, data.tickers + data.signals), filled=dict(data.filled),
+                      period_start=idx[first_in], period_end=end_ts, requested_start=start_ts, signals=data.signals)
 
 
 # -- tensor cache (the --cache-path of train and backtest) ---------------------------------------
@@ -462,7 +475,8 @@ def save_panel_cache(data: MarketData, path: str | Path) -> Path:
 
     from rl_strategy.atomic import atomic_write_bytes
 
-    payload = {"format": CACHE_FORMAT, "tickers": list(data.tickers), "fields": list(FIELDS),
+    payload = {"format": CACHE_FORMAT, "tickers": list(data.tickers), "signals": list(data.signals),
+               "fields": list(FIELDS),
                "dates": torch.as_tensor(data.panel.index.as_unit("ns").asi8.copy()),
                "values": torch.as_tensor(np.ascontiguousarray(data.panel.to_numpy(np.float64))),
                "source": data.source, "fingerprint": data.fingerprint,
@@ -473,9 +487,9 @@ def save_panel_cache(data: MarketData, path: str | Path) -> Path:
     return atomic_write_bytes(path, lambda fh: torch.save(payload, fh))
 
 
-def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None) -> MarketData:
+def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None, signals: Sequence[str] = ()) -> MarketData:
     """A tensor cache written by `save_panel_cache`; refuses a missing, corrupt or modified file
-    (fingerprint check) and one that holds other tickers than `tickers`."""
+    (fingerprint check), one that holds other tickers than `tickers` and one without `signals`."""
     import pickle
 
     import torch
@@ -487,9 +501,9 @@ def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None) -> 
         p = torch.load(path, weights_only=True, map_location="cpu")
         if not isinstance(p, dict) or p.get("format") != CACHE_FORMAT or list(p["fields"]) != list(FIELDS):
             raise ValueError(f"not an {CACHE_FORMAT} file")
-        cached = list(p["tickers"])
+        cached, cached_signals = list(p["tickers"]), list(p.get("signals", []))  # no signals before the key
         index = pd.DatetimeIndex(p["dates"].numpy().astype("datetime64[ns]"), name="Date")
-        columns = pd.MultiIndex.from_product([FIELDS, cached], names=["field", "ticker"])
+        columns = pd.MultiIndex.from_product([FIELDS, cached + cached_signals], names=["field", "ticker"])
         panel = pd.DataFrame(p["values"].numpy().astype(np.float64), index=index, columns=columns)
         filled = {str(t): int(n) for t, n in p["filled"].items()}
         period_start, expected = pd.Timestamp(p["period_start"]), str(p["fingerprint"])
@@ -498,9 +512,14 @@ def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None) -> 
     except (OSError, EOFError, RuntimeError, ValueError, TypeError, KeyError, AttributeError,
             pickle.UnpicklingError) as exc:
         raise RLTraderError(f"panel cache {path} cannot be read ({_first_line(exc)})") from None
-    if fingerprint(panel, cached) != expected:
+    if fingerprint(panel, cached + cached_signals) != expected:
         raise RLTraderError(f"panel cache {path} failed its fingerprint check (corrupted or modified)")
     if tickers is not None and list(tickers) != cached:
         raise RLTraderError(f"panel cache {path} holds {','.join(cached)}, not {','.join(tickers)}")
+    missing = [s for s in signals if s not in cached_signals and s not in cached]
+    if missing:
+        raise RLTraderError(f"panel cache {path} holds no {','.join(missing)} (signals of the feature sets): write it "
+                            f"with `rltrader data fetch --signals {','.join(missing)} --cache-out ...`")
     return MarketData(panel=panel, tickers=tuple(cached), source="cache", fingerprint=expected,
-                      filled=filled, period_start=period_start, period_end=period_end, requested_start=requested)
+                      filled=filled, period_start=period_start, period_end=period_end, requested_start=requested,
+                      signals=tuple(cached_signals))

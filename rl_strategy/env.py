@@ -27,7 +27,7 @@ termination; `info["final_obs"]` carries the observation the trainer bootstraps 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +37,7 @@ import torch
 from rl_strategy.accounting import rebalance
 from rl_strategy.data import MarketData
 from rl_strategy.errors import RLTraderError
-from rl_strategy.features import WARMUP, market_features, n_market_features, observation_layout
+from rl_strategy.features import DEFAULT_FEATURES, feature_warmup, market_features, observation_layout
 from rl_strategy.portfolio import check_execution
 from rl_strategy.regimes import HOLD, RegimeTable
 
@@ -51,7 +51,8 @@ class MarketTensors:
 
     dates: pd.DatetimeIndex
     assets: tuple[str, ...]
-    features: np.ndarray   # (T, n_market_features)
+    features: np.ndarray   # (T, market feature slots) of the feature sets, in their order
+    feature_sets: tuple[str, ...]
     pre_drift: np.ndarray  # (T, n) trade price of decision t / close t
     post_drift: np.ndarray  # (T, n) close t+1 / trade price of decision t
     bench_return: np.ndarray  # (T,) equal-weight close-to-close return from t to t+1
@@ -69,11 +70,13 @@ class MarketTensors:
 
 
 def prepare_market(close: pd.DataFrame, open_: pd.DataFrame | None = None, execution: str = "next_open",
-                   first_decision: int = WARMUP) -> MarketTensors:
+                   first_decision: int = 0, features: Sequence[str] = DEFAULT_FEATURES,
+                   signals: pd.DataFrame | None = None) -> MarketTensors:
     """Turn aligned price frames (dates x assets) into features, drift factors and benchmark returns.
 
-    `first_decision` is the first row decisions may be taken on: at least WARMUP, later when the
-    rows before it are history that precedes the requested period.
+    `first_decision` is the first row decisions may be taken on: at least the feature sets' warm-up,
+    later when the rows before it are history that precedes the requested period. `signals`: closes
+    of the signal tickers the feature sets read (dates x tickers, on `close`'s dates), never traded.
     """
     check_execution(execution)
     if execution == "next_open" and open_ is None:
@@ -90,14 +93,17 @@ def prepare_market(close: pd.DataFrame, open_: pd.DataFrame | None = None, execu
         post[:-1] = close_np[1:] / close_np[:-1]
     bench = np.zeros(T)
     bench[:-1] = (close_np[1:] / close_np[:-1]).mean(axis=1) - 1.0
-    return MarketTensors(dates=close.index, assets=tuple(close.columns), features=market_features(close),
+    return MarketTensors(dates=close.index, assets=tuple(close.columns),
+                         features=market_features(close, features, signals), feature_sets=tuple(features),
                          pre_drift=pre, post_drift=post, bench_return=bench,
-                         first_decision=max(WARMUP, first_decision), execution=execution)
+                         first_decision=max(feature_warmup(features), first_decision), execution=execution)
 
 
-def prepare_training_market(data: MarketData, execution: str) -> MarketTensors:
-    """The env's view of a loaded panel: decisions start where the requested period starts."""
-    return prepare_market(data.close, data.open, execution, data.history_rows())
+def prepare_training_market(data: MarketData, execution: str,
+                            features: Sequence[str] = DEFAULT_FEATURES) -> MarketTensors:
+    """The env's view of a loaded panel: decisions start where the requested period starts; the
+    panel's signal columns feed the feature sets, its tickers are what is traded."""
+    return prepare_market(data.close, data.open, execution, data.history_rows(), features, data.signal_close)
 
 
 class MarketEnv:
@@ -114,8 +120,8 @@ class MarketEnv:
         self.n_envs, self.episode_length = n_envs, episode_length
         self.fees, self.slippage, self.reward_scale = float(fees), float(slippage), float(reward_scale)
         self.device, self.dtype = torch.device(device), dtype
-        self.layout = observation_layout(market.assets, regimes.names, obs_dim)
-        self.obs_dim = obs_dim
+        self.layout = observation_layout(market.assets, regimes.names, obs_dim, market.feature_sets)
+        self.obs_dim = len(self.layout)  # obs_dim is a minimum: grown to what the feature sets need
         self.n_assets = len(market.assets)
         self.max_start = market.last_decision - episode_length + 1
         if self.max_start < market.first_decision:
@@ -123,9 +129,9 @@ class MarketEnv:
                 f"episode_length {episode_length} does not fit in the {market.last_decision - market.first_decision + 1}"
                 f" decision days from {market.dates[market.first_decision].date()} to {market.dates[-1].date()}")
 
-        n, f = self.n_assets, n_market_features(self.n_assets)
+        n, f = self.n_assets, market.features.shape[1]
         to = dict(device=self.device, dtype=dtype)
-        padded = np.zeros((market.n_days, obs_dim))
+        padded = np.zeros((market.n_days, self.obs_dim))
         padded[:, :f] = market.features
         self._obs_market = torch.as_tensor(padded, **to)
         # One gather per step fetches [pre_drift | post_drift | 1 + bench_return] of the day.

@@ -18,6 +18,7 @@ from typing import Any
 
 from rl_strategy.data import SOURCES
 from rl_strategy.errors import RLTraderError
+from rl_strategy.features import FEATURE_SETS, signal_tickers
 from rl_strategy.portfolio import check_execution
 
 
@@ -57,6 +58,8 @@ class EnvSettings:
     start_regime: float = 0.0
     start_equal: float = 0.0
     drawdown_window: int = 0  # drawdown observed from the peak of the last N closes; 0 = the episode's peak
+    # Observation feature sets, in order (rl_strategy/features.py): core, vix, rates, cross_asset, trend, calendar.
+    features: list[str] = field(default_factory=lambda: ["core"])
 
     @property
     def start_mix(self) -> dict[str, float]:
@@ -204,6 +207,15 @@ def validate(s: Settings) -> Settings:
     need(min(mix) >= 0 and abs(sum(mix) - 1) <= 1e-9,
          f"env.start_cash, start_regime and start_equal must be >= 0 and sum to 1, got {tuple(mix)}")
     need(s.env.drawdown_window >= 0, "env.drawdown_window must be >= 0 (0 = the episode's peak)")
+    f = s.env.features
+    need(len(f) > 0 and len(set(f)) == len(f) and set(f) <= set(FEATURE_SETS),
+         f"env.features must be distinct feature sets among {', '.join(FEATURE_SETS)}, got {f}")
+    if s.data.source == "synthetic":
+        from rl_strategy.synthetic import SUPPORTED_TICKERS
+
+        for ticker, name in signal_tickers(f, s.data.tickers).items():
+            need(ticker in SUPPORTED_TICKERS, f"feature set {name} needs {ticker}, which the synthetic market lacks "
+                                              f"(it has {', '.join(SUPPORTED_TICKERS)}): use the csv or yahoo source")
     q = s.ppo
     need(q.n_envs >= 1 and q.n_steps >= 1 and q.epochs >= 1, "ppo.n_envs, n_steps and epochs must be >= 1")
     need(q.minibatches >= 1 and q.n_envs % q.minibatches == 0,

@@ -8,6 +8,11 @@ own drifted weights, which is why decisions are made by stepping the environment
 by a pure function of prices. The result is a weights DataFrame (NaN rows = HOLD) that
 `rl_strategy.portfolio.simulate_portfolio` turns into a `vbt.Portfolio`, and the environment's
 own equity curve, which must agree with vectorbt's (the backtest reports the difference).
+
+The features are rebuilt from the checkpoint's own settings (`env.features`), and the layout they
+give must equal the one stored in the checkpoint. Feature sets that read signal tickers (^VIX,
+TLT, ...) need their closes: `signals=` a frame with those columns on the prices' dates, e.g.
+`load_market(..., signals=list(policy.signal_tickers)).signal_close`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pandas as pd
 from rl_strategy.checkpoint import Checkpoint, load_checkpoint, resolve_model_path
 from rl_strategy.env import prepare_market
 from rl_strategy.errors import RLTraderError
-from rl_strategy.features import WARMUP
+from rl_strategy.features import feature_warmup, observation_layout, signal_tickers
 from rl_strategy.regimes import RegimeTable, build_regime_table
 from rl_strategy.replay import Paths, replay
 
@@ -69,6 +74,14 @@ class RLPolicy:
         self.execution: str = env.execution
         self.fees: float = env.fees
         self.slippage: float = env.slippage
+        self.features: tuple[str, ...] = tuple(env.features)
+        self.warmup: int = feature_warmup(self.features)  # rows of history before the first decision
+        #: signal ticker -> the feature set that reads it: the closes `run`/`paths` need as `signals`
+        self.signal_tickers: dict[str, str] = signal_tickers(self.features, checkpoint.assets)
+        spec = checkpoint.spec
+        if tuple(observation_layout(spec.assets, self.regimes.names, spec.obs_dim, self.features)) != spec.layout:
+            raise RLTraderError(f"checkpoint {checkpoint.path.name}: its feature sets ({', '.join(self.features)}) give "
+                                "another observation layout in this version than the one it was trained on")
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> RLPolicy:
@@ -81,11 +94,11 @@ class RLPolicy:
 
     def run(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, *, start=None,
             execution: str | None = None, fees: float | None = None, slippage: float | None = None,
-            sample: bool = False, seed: int = 0, initial: str = "cash") -> PolicyRun:
+            sample: bool = False, seed: int = 0, initial: str = "cash", signals: pd.DataFrame | None = None) -> PolicyRun:
         """Replay the policy over the panel; decisions from `start` (or the first day with a full
         feature history) to the second-to-last day. Costs and timing default to the checkpoint's."""
         paths = self.paths(close, open_, names=["RL"], starts=[start], sample=[sample], seeds=[seed], initial=initial,
-                           execution=execution, fees=fees, slippage=slippage)
+                           execution=execution, fees=fees, slippage=slippage, signals=signals)
         first = int(paths.first_rows[0])
         equity = paths.equity["RL"].copy()
         equity.iloc[:first] = 1.0
@@ -94,16 +107,20 @@ class RLPolicy:
 
     def paths(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, *, names: list[str], starts: list,
               sample: list[bool], seeds: list[int], horizons: list[int | None] | None = None, initial: str = "cash",
-              execution: str | None = None, fees: float | None = None, slippage: float | None = None) -> PolicyPaths:
+              execution: str | None = None, fees: float | None = None, slippage: float | None = None,
+              signals: pd.DataFrame | None = None) -> PolicyPaths:
         """Several paths in one batched run. `starts[i]`: a date (its first row on or after it), or None
         for the first day with a full feature history; path i decides on up to `horizons[i]` days (None:
-        to the second-to-last day of the panel). `initial`: "cash" or a regime name held at the start."""
+        to the second-to-last day of the panel). `initial`: "cash" or a regime name held at the start.
+        `signals`: closes of `signal_tickers` on the prices' dates (needed only when the features read them)."""
         close = self._frame(close, "close")
         open_ = self._frame(open_, "open") if open_ is not None else None
         execution = execution or self.execution
-        rows = np.array([WARMUP if s is None else max(WARMUP, int(close.index.searchsorted(pd.Timestamp(s))))
-                         for s in starts], dtype=np.int64)
-        market = prepare_market(close, open_, execution, int(rows.min()))
+        w = self.warmup
+        rows = np.array([w if s is None else max(w, int(close.index.searchsorted(pd.Timestamp(s)))) for s in starts],
+                        dtype=np.int64)
+        market = prepare_market(close, open_, execution, int(rows.min()), self.features,
+                                self._signals(signals, close.index))
         if rows.max() > market.last_decision:
             raise RLTraderError(f"no decision day left after {close.index[int(rows.max()) - 1].date()} in the panel")
         lengths = market.last_decision - rows + 1
@@ -144,6 +161,23 @@ class RLPolicy:
     def target_weights(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         """Dates x assets target weights (CASH = 1 - sum); NaN rows where the policy holds."""
         return self.run(close, open_, **kwargs).weights
+
+    def _signals(self, signals: pd.DataFrame | None, index: pd.DatetimeIndex) -> pd.DataFrame | None:
+        """The signal closes the feature sets read, on the prices' dates (None when they read none)."""
+        need = list(self.signal_tickers)
+        if not need:
+            return None
+        missing = need if not isinstance(signals, pd.DataFrame) else [t for t in need if t not in signals.columns]
+        if missing:
+            sets = ", ".join(dict.fromkeys(self.signal_tickers[t] for t in missing))
+            raise RLTraderError(f"checkpoint {self.checkpoint.path.name} reads {', '.join(missing)} (feature sets {sets}): "
+                                "pass their closes as signals= (a DataFrame on the prices' dates)")
+        frame = signals[need].reindex(index).astype(np.float64)
+        values = frame.to_numpy()
+        if not np.isfinite(values).all() or (values <= 0).any():
+            raise RLTraderError(f"signal closes {', '.join(need)} must be positive and finite on every date of the "
+                                "prices (load them with load_market(..., signals=...))")
+        return frame
 
     def _frame(self, frame: pd.DataFrame, what: str) -> pd.DataFrame:
         if not isinstance(frame, pd.DataFrame):

@@ -48,7 +48,8 @@ def data_fetch(
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic market (default 0)."),
     cache_dir: str | None = typer.Option(None, "--cache-dir", help="Parquet cache of yahoo downloads (default data/cache)."),
-    history_days: int = typer.Option(0, "--history-days", help="Also keep this many trading days before --start (feature warm-up)."),
+    history_days: int = typer.Option(0, "--history-days", help="Also keep this many trading days before --start (feature warm-up: 60, 200 with the trend feature set)."),
+    signals: str = typer.Option("", "--signals", help="Comma-separated signal tickers loaded into the same panel for the feature sets but never traded (e.g. ^VIX,^TNX,TLT,GLD)."),
     cache_out: Path | None = typer.Option(None, "--cache-out", help="Write the validated panel as a tensor cache for `rltrader train --cache-path`."),
 ) -> None:
     """Load and validate a panel (caching yahoo downloads) and print a summary."""
@@ -58,7 +59,7 @@ def data_fetch(
     d = apply_cli(Settings(), tickers=tickers, data_source=source, csv_dir=csv_dir, cache_dir=cache_dir,
                   data_seed=seed).data
     data = load_market(d.tickers, start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir,
-                       seed=d.seed, history_days=history_days)
+                       seed=d.seed, history_days=history_days, signals=[t for t in signals.split(",") if t.strip()])
     from rltrader.display import print_data_summary
 
     print_data_summary(data)
@@ -118,7 +119,8 @@ def train(
     if resume is not None:
         console.print(f"resuming {resume} at {session.trainer.timesteps_done:,} timesteps")
     tr, d = session.trainer, session.data
-    console.print(f"data: {d.source} {','.join(d.tickers)} {d.period_start.date()}..{d.panel.index[-1].date()} "
+    signals = f" (signals {','.join(d.signals)})" if d.signals else ""
+    console.print(f"data: {d.source} {','.join(d.tickers)}{signals} {d.period_start.date()}..{d.panel.index[-1].date()} "
                   f"({len(d.panel) - d.history_rows()} days, fingerprint {d.fingerprint[:12]}); device {session.device}; "
                   f"{tr.n_updates} updates x {tr.batch:,} timesteps"
                   + (f"; validation {settings.periods.val_start}..{settings.periods.val_end} every "

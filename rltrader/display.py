@@ -155,14 +155,14 @@ def print_training_summary(result, timesteps_done: int, batch: int) -> None:
 
 def print_data_summary(data) -> None:
     """`data` is a rl_strategy.data.MarketData: one row per ticker, then the fingerprint."""
-    close = data.close
+    close = data.panel["Close"]
     table = Table(title=f"{data.source}: {len(close) - data.history_rows()} trading days"
                   + (f" (+{data.history_rows()} history)" if data.history_rows() else ""))
     for c in ("ticker", "rows", "first day", "last day", "days filled flat", "last close"):
         table.add_column(c, justify="left" if c == "ticker" else "right")
-    for t in data.tickers:
-        table.add_row(t, str(len(close)), str(close.index[0].date()), str(close.index[-1].date()),
-                      str(data.filled[t]), f"{close[t].iloc[-1]:.2f}")
+    for t in (*data.tickers, *data.signals):
+        table.add_row(t + (" (signal)" if t in data.signals else ""), str(len(close)), str(close.index[0].date()),
+                      str(close.index[-1].date()), str(data.filled[t]), f"{close[t].iloc[-1]:.2f}")
     console = Console()
     console.print(table)
     console.print(f"fingerprint {data.fingerprint}")

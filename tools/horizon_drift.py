@@ -18,7 +18,6 @@ import argparse
 import numpy as np
 
 from rl_strategy.data import load_market
-from rl_strategy.features import WARMUP
 from rl_strategy.strategy import RLPolicy
 
 BUCKETS = ((0, 128), (128, 256), (256, 512), (512, 1024), (1024, 100_000))
@@ -36,14 +35,15 @@ def main() -> None:
 
     policy = RLPolicy.load(args.model)
     source = {"source": "csv", "csv_dir": args.csv_dir} if args.csv_dir else {"source": "synthetic"}
-    data = load_market(list(policy.assets), args.start, args.end, **source, history_days=WARMUP)
+    data = load_market(list(policy.assets), args.start, args.end, **source, history_days=policy.warmup,
+                       signals=list(policy.signal_tickers))
     idx, first, n = data.close.index, data.history_rows(), args.paths
     # Long paths from the period start, and one restarted path per day-bucket start (fresh memory).
     restarts = [first + max(0, lo - RESTART_LAG) for lo, _ in BUCKETS if first + lo < len(idx) - 2]
     names = [f"L{k}" for k in range(n)] + [f"R{r}_{k}" for r in restarts for k in range(n)]
     starts = [idx[first]] * n + [idx[r] for r in restarts for _ in range(n)]
     paths = policy.paths(data.close, data.open, names=names, starts=starts, sample=[True] * len(names),
-                         seeds=list(range(len(names))))
+                         seeds=list(range(len(names))), signals=data.signal_close)
     print(f"{args.model}: trained on {policy.checkpoint.settings.env.episode_length}-day episodes; "
           f"{n} sampled paths from {idx[first].date()}, restarted paths {RESTART_LAG} days before each bucket")
     print(f"{'days since start':>18} | {'long: entropy  top-p  HOLD':>28} | {'restarted: entropy  top-p  HOLD':>32}")

@@ -29,7 +29,7 @@ def machine() -> dict:
 def bench_env(settings: Settings, sizes: list[int], steps: int, device: str) -> list[dict]:
     """Environment steps per second with uniformly random actions (drawn ahead, on the device)."""
     data = load_training_data(settings)
-    market = prepare_training_market(data, settings.env.execution)
+    market = prepare_training_market(data, settings.env.execution, settings.env.features)
     regimes = build_regime_table(tuple(data.tickers))
     rows = []
     for n_envs in sizes:

@@ -24,7 +24,7 @@ from rl_strategy.checkpoint import Checkpoint, Progress, build_payload, save_che
 from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
 from rl_strategy.env import MarketEnv, MarketTensors, prepare_training_market
 from rl_strategy.errors import RLTraderError
-from rl_strategy.features import WARMUP
+from rl_strategy.features import feature_warmup, signal_tickers
 from rl_strategy.policy import GRUPolicy
 from rl_strategy.regimes import RegimeTable, build_regime_table
 from rl_strategy.settings import Settings, resolve_device
@@ -57,13 +57,15 @@ def training_end(settings: Settings) -> str:
 
 
 def _load(settings: Settings, start: str, end: str, min_days: int) -> MarketData:
-    """A period's panel plus WARMUP rows of history (from a tensor cache: only that period's rows)."""
-    d = settings.data
+    """A period's panel plus the feature sets' warm-up rows of history and their signal tickers
+    (from a tensor cache: only that period's rows)."""
+    d, features = settings.data, settings.env.features
+    warmup, signals = feature_warmup(features), list(signal_tickers(features, d.tickers))
     if d.cache_path:
-        return select_period(load_panel_cache(d.cache_path, tickers=d.tickers), start, end, history_days=WARMUP,
-                             min_days=min_days)
+        return select_period(load_panel_cache(d.cache_path, tickers=d.tickers, signals=signals), start, end,
+                             history_days=warmup, min_days=min_days)
     return load_market(d.tickers, start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir, seed=d.seed,
-                       history_days=WARMUP, min_days=min_days)
+                       history_days=warmup, min_days=min_days, signals=signals)
 
 
 def load_training_data(settings: Settings) -> MarketData:
@@ -108,17 +110,17 @@ def build_session(settings: Settings, resume: Checkpoint | None = None) -> Sessi
     device = resolve_device(settings.run.device)
     seed_everything(settings.run.seed, device)
     data = load_training_data(settings)
-    market = prepare_training_market(data, settings.env.execution)
-    regimes = build_regime_table(tuple(data.tickers))
     e = settings.env
+    market = prepare_training_market(data, e.execution, e.features)
+    regimes = build_regime_table(tuple(data.tickers))
     env = make_env(settings, market, regimes, settings.ppo.n_envs, device)
-    policy = GRUPolicy(e.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
+    policy = GRUPolicy(env.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
     trainer = PPOTrainer(env, policy, settings.ppo, settings.run.timesteps, seed=settings.run.seed)
     val_data = load_validation_data(settings)
     validator = None if val_data is None else Validator(settings, val_data, regimes, device)
     session = Session(settings, data, env, trainer, device, validator)
     if resume is not None:
-        resume.check_universe(data.tickers, e.obs_dim)
+        resume.check_universe(data.tickers, env.obs_dim)
         trained_on = resume.training_data.fingerprint
         if trained_on != data.fingerprint:
             raise RLTraderError(f"--resume: {resume.path.name} was trained on other data "

@@ -45,7 +45,7 @@ class Validator:
 
     def __post_init__(self) -> None:
         e, r = self.settings.env, self.settings.run
-        self.market = prepare_training_market(self.data, e.execution)
+        self.market = prepare_training_market(self.data, e.execution, e.features)
         m = self.market
         rows = month_starts(m.dates)
         rows = rows[(rows >= m.first_decision) & (rows + r.eval_horizon_days - 1 <= m.last_decision)]
@@ -69,7 +69,7 @@ class Validator:
         k, n = len(self.origins), r.eval_samples
         paths = replay(policy, self.market, self.regimes, starts=self.starts,
                        lengths=np.full(len(self.starts), r.eval_horizon_days), sample=self.sample, seeds=self.seeds,
-                       initial=None, fees=e.fees, slippage=e.slippage, obs_dim=e.obs_dim, device=self.device,
+                       initial=None, fees=e.fees, slippage=e.slippage, obs_dim=policy.obs_dim, device=self.device,
                        forced=self.forced, drawdown_window=e.drawdown_window)
         values = np.vstack([np.ones((1, len(self.starts))), paths.values])  # 1 at the close before each start
         sharpe = annualised_sharpe(pd.DataFrame(values[1:] / values[:-1] - 1.0), self.periods).to_numpy()
