@@ -25,6 +25,7 @@ from rl_strategy.errors import RLTraderError
 from rl_strategy.features import feature_warmup, signal_tickers
 from rl_strategy.portfolio import (
     INIT_CASH,
+    annualised_sharpe,
     month_starts,
     periods_per_year,
     simulate_portfolio,
@@ -260,8 +261,8 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     table = rank_by_sharpe(table.join(behaviour_metrics(pf, first).loc[table_names]))
     criteria = [*evaluate_criteria(table, thresholds), greedy_representative(greedy_pct, thresholds)]
 
-    null_sharpe = returns_metrics(returns[[f"N{k}" for k in range(opts.null_draws)]].iloc[first:], benchmark, ppy,
-                                  risk_free)["sharpe"]
+    null_returns = returns[[f"N{k}" for k in range(opts.null_draws)]].iloc[first:]
+    null_sharpe = annualised_sharpe(null_returns.sub(daily_risk_free(null_returns.index, risk_free, ppy), axis=0), ppy)
     rl_sharpe = float(table.loc[RL_NAME, "sharpe"])
     random_null = {"n": opts.null_draws, "rl_sharpe_percentile": percentile_of(rl_sharpe, null_sharpe.to_numpy()),
                    "sharpe_median": float(null_sharpe.median()), "sharpe_p95": float(null_sharpe.quantile(0.95))}
@@ -315,13 +316,12 @@ def _rolling_origins(origins: np.ndarray, paths: PolicyPaths, path_returns: pd.D
         return {"n": 0, "horizon_days": opts.horizon_days, "origins": []}
     names = [f"O{r}" for r in origins]
     lengths = paths.lengths[len(paths.names) - len(origins):]
-    zero = pd.Series(0.0, index=range(int(lengths.max()) + 1))
     rf = daily_risk_free(returns.index, risk_free, ppy)  # excess returns before the windows lose their dates
     frames = {"rl": path_returns[names], "ew": returns[[f"{n}:EW" for n in names]]}
     if f"{names[0]}:SPY" in returns:
         frames["spy"] = returns[[f"{n}:SPY" for n in names]]
     windows = pd.concat({tag: _window_returns(f.sub(rf, axis=0), origins, lengths) for tag, f in frames.items()}, axis=1)
-    all_sharpe = returns_metrics(windows, zero, ppy)["sharpe"]
+    all_sharpe = annualised_sharpe(windows, ppy)
     sharpe = {tag: all_sharpe[tag].to_numpy() for tag in frames}
     diff = sharpe["rl"] - sharpe["ew"]
     dates = paths.equity.index
