@@ -70,3 +70,22 @@ def test_quickstart_end_to_end_and_report_rebuild(tmp_path):
                                    str(tmp_path / "again.html"), "--html", str(tmp_path / "again_tear.html")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "again.html").read_text() == before
+
+
+def test_train_with_validation_and_seeds_writes_members_and_an_ensemble(tmp_path):
+    """`--val-start/--val-end` and `--seeds` from the command line: each seed keeps its best
+    validation checkpoint, and the ensemble of them backtests like one checkpoint."""
+    out = tmp_path / "ens"
+    res = CliRunner().invoke(app, ["train", "--timesteps", "2048", "--n-envs", "64", "--device", "cpu", "--quiet",
+                                   "--val-start", "2019-01-01", "--val-end", "2019-12-31", "--eval-every", "1",
+                                   "--seeds", "1,2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for k in (1, 2):
+        assert len(list((out / f"seed_{k}").glob("model_best_*.pt"))) == 1
+    ensemble = list(out.glob("model_ensemble_*.pt"))
+    assert len(ensemble) == 1
+    from rl_strategy.strategy import RLPolicy
+
+    policy = RLPolicy.load(ensemble[0])
+    assert policy.checkpoint.is_ensemble and len(policy.checkpoint.members) == 2
+    assert all(m.path.name.startswith("model_best_") for m in policy.checkpoint.members)

@@ -107,7 +107,7 @@ def test_an_initial_portfolio_held_is_buy_and_hold_from_the_close_before(panel):
     table = build_regime_table(tuple(TICKERS))
     env = MarketEnv(market, table, n_envs=2, episode_length=30, fees=0.001, dtype=torch.float64)
     t0 = market.first_decision
-    initial = torch.tensor([table.initial_weights("ALL_SPY"), table.initial_weights("HALF_EQ")])
+    initial = torch.tensor(np.stack([table.initial_weights("ALL_SPY"), table.initial_weights("HALF_EQ")]))
     obs = env.reset(torch.tensor([t0, t0]), initial)
     spy = panel.close["SPY"].to_numpy()
     half = 0.5 + 0.5 * (panel.close.iloc[t0] / panel.close.iloc[t0 - 1]).mean()
