@@ -18,7 +18,14 @@ import pandas as pd
 
 from backtests.baselines import BaselineContext, baseline_builders, random_switch_weights
 from backtests.criteria import RL_NAME, Criterion, evaluate_criteria, greedy_representative
-from backtests.metrics import behaviour_metrics, daily_risk_free, rank_by_sharpe, returns_metrics, trading_metrics
+from backtests.metrics import (
+    behaviour_metrics,
+    daily_risk_free,
+    held_regimes,
+    rank_by_sharpe,
+    returns_metrics,
+    trading_metrics,
+)
 from rl_strategy.checkpoint import Checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
 from rl_strategy.errors import RLTraderError
@@ -291,9 +298,8 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
 
 def held_regime_share(actions: pd.Series, initial: str = "cash") -> dict[str, float]:
     """Share of days each regime was held (the last order's regime, carried through HOLD days)."""
-    held = actions.replace({"": np.nan, "HOLD": np.nan}).ffill()
-    held = held.fillna("ALL_CASH" if initial.lower() == "cash" else initial)
-    return {str(k): float(v) for k, v in held.value_counts(normalize=True).sort_index().items()}
+    shares = held_regimes(actions, initial).value_counts(normalize=True).sort_index()
+    return {str(k): float(v) for k, v in shares.items()}
 
 
 def _parity(paths: PolicyPaths, vbt_value: pd.DataFrame) -> float:

@@ -127,3 +127,10 @@ def behaviour_metrics(pf, first: int) -> pd.DataFrame:
     return pd.DataFrame({"time_in_market": exposure.mean(axis=0),
                          "first_trade": [str(dates[i].date()) if i < len(dates) else None for i in first_idx]},
                         index=pf.wrapper.get_columns())
+
+
+def held_regimes(actions: pd.Series, initial: str = "cash") -> pd.Series:
+    """The regime held each day: the last order's regime carried through HOLD (and no-decision)
+    days, the starting portfolio before the first order ("cash" is ALL_CASH)."""
+    held = actions.replace({"": np.nan, "HOLD": np.nan}).ffill()
+    return held.fillna("ALL_CASH" if initial.lower() == "cash" else initial)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backtests.metrics import COUNT_METRICS, METRICS, PERCENT_METRICS
+from backtests.metrics import COUNT_METRICS, METRICS, PERCENT_METRICS, held_regimes
 from reports.json_report import REGIME_COLUMN, read_report
 from rl_strategy.atomic import atomic_write_text
 
@@ -46,12 +46,6 @@ def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def held_regimes(regimes: pd.Series) -> pd.Series:
-    """The regime held each day: the last order's regime carried through HOLD days."""
-    held = regimes.replace({"": np.nan, "HOLD": np.nan}).ffill()
-    return held.fillna("ALL_CASH")
 
 
 def _charts(frame: pd.DataFrame, policies: list[str], origins: list[dict]) -> dict[str, str]:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.comparison import held_regimes, write_comparison
+from backtests.metrics import held_regimes
+from reports.comparison import write_comparison
 from reports.json_report import REGIME_COLUMN
 from reports.tearsheet import write_tearsheet
 from rl_strategy.errors import RLTraderError
