@@ -39,6 +39,9 @@ import numpy as np
 from rl_strategy.errors import RLTraderError
 
 HOLD = 0
+#: Families of the rule, in table order (HOLD and ALL_CASH are always in the table): ALL_<a>; PAIR_<a>_<b>;
+#: EQ_WEIGHT; TILT_<a>; HALF_<a> and HALF_EQ. `regimes.families` in a config keeps a subset.
+REGIME_FAMILIES = ("all", "pair", "eq", "tilt", "half")
 
 
 @dataclass(frozen=True)

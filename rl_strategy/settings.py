@@ -18,8 +18,9 @@ from typing import Any
 
 from rl_strategy.data import SOURCES
 from rl_strategy.errors import RLTraderError
-from rl_strategy.features import FEATURE_SETS, signal_tickers
+from rl_strategy.features import FEATURE_SETS, feature_warmup, signal_tickers
 from rl_strategy.portfolio import check_execution
+from rl_strategy.regimes import REGIME_FAMILIES
 
 
 @dataclass
@@ -67,6 +68,38 @@ class EnvSettings:
 
 
 @dataclass
+class RegimeSettings:
+    """Which families of the regime rule build the action table (rl_strategy/regimes.py). HOLD and
+    ALL_CASH are always in it; the default is every family, the v2 table."""
+
+    families: list[str] = field(default_factory=lambda: list(REGIME_FAMILIES))
+
+
+@dataclass
+class RiskSettings:
+    """Hard limits and overlays, one rule in training, replay and the backtest (rl_strategy/risk.py).
+    The defaults constrain nothing (the v2 behaviour)."""
+
+    max_asset_weight: float = 1.0   # regimes with a target weight above this in any asset are masked out
+    min_cash: float = 0.0           # regimes with less cash than this are masked out
+    max_gross: float = 1.0          # regimes with more than this in assets are masked out
+    vol_target: float | None = None  # annualised; scales a regime's asset weights by min(1, target / trailing vol)
+    vol_window: int = 20            # closes of the trailing volatility (up to the decision day)
+    rebalance_band: float = 0.0     # no order when every target weight is within this of the weight held
+    drawdown_brake: float | None = None  # from env.drawdown_window's trailing peak: above it, exposure is capped
+    brake_exposure: float = 0.5     # the cap on the asset weights while the brake is on
+    brake_release: float = 0.0      # the brake comes off when the drawdown is back at or below this
+
+    @property
+    def masks(self) -> bool:
+        return self.max_asset_weight < 1.0 or self.min_cash > 0.0 or self.max_gross < 1.0
+
+    @property
+    def overlays(self) -> bool:
+        return self.vol_target is not None or self.drawdown_brake is not None or self.rebalance_band > 0.0
+
+
+@dataclass
 class PPOSettings:
     n_envs: int = 2048
     n_steps: int = 32
@@ -105,12 +138,15 @@ class CriteriaSettings:
     """The v2 regression gate (backtest): thresholds only, the checks live in backtests/criteria.py."""
 
     min_sharpe: float = 0.0
-    max_sharpe_gap_to_spy: float = 0.5
+    max_sharpe_gap_to_spy: float = 0.5  # the gap to `reference`'s Sharpe (the key keeps its v2 name)
     max_turnover: float = 0.5
     max_rank: int = 4
     # rl_greedy_representative: the greedy path's Sharpe percentile among the sampled paths
     greedy_percentile_min: float = 5.0
     greedy_percentile_max: float = 95.0
+    # The Sharpe reference of the gap criterion: a baseline name (ALL_SPY, EQ_BUY_HOLD, ...) or a ticker
+    # outside the universe, loaded as a comparison-only buy-and-hold with the same costs.
+    reference: str = "ALL_SPY"
 
 
 @dataclass
@@ -118,6 +154,8 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     periods: PeriodSettings = field(default_factory=PeriodSettings)
     env: EnvSettings = field(default_factory=EnvSettings)
+    regimes: RegimeSettings = field(default_factory=RegimeSettings)
+    risk: RiskSettings = field(default_factory=RiskSettings)
     ppo: PPOSettings = field(default_factory=PPOSettings)
     run: RunSettings = field(default_factory=RunSettings)
     criteria: CriteriaSettings = field(default_factory=CriteriaSettings)
@@ -216,6 +254,22 @@ def validate(s: Settings) -> Settings:
         for ticker, name in signal_tickers(f, s.data.tickers).items():
             need(ticker in SUPPORTED_TICKERS, f"feature set {name} needs {ticker}, which the synthetic market lacks "
                                               f"(it has {', '.join(SUPPORTED_TICKERS)}): use the csv or yahoo source")
+    fam = s.regimes.families
+    need(len(set(fam)) == len(fam) and set(fam) <= set(REGIME_FAMILIES),
+         f"regimes.families must be distinct families among {', '.join(REGIME_FAMILIES)}, got {fam}")
+    r = s.risk
+    need(0 < r.max_asset_weight <= 1 and 0 <= r.min_cash < 1 and 0 < r.max_gross <= 1,
+         "risk.max_asset_weight and risk.max_gross must be in (0, 1], risk.min_cash in [0, 1)")
+    need(r.vol_target is None or r.vol_target > 0, "risk.vol_target must be > 0 or null")
+    need(2 <= r.vol_window <= feature_warmup(f),
+         f"risk.vol_window must be in [2, {feature_warmup(f)}] (the feature sets' warm-up, so every decision has it)")
+    need(0 <= r.rebalance_band < 1, "risk.rebalance_band must be in [0, 1)")
+    if r.drawdown_brake is not None:
+        need(0 < r.drawdown_brake < 1 and 0 <= r.brake_exposure < 1 and 0 <= r.brake_release < r.drawdown_brake,
+             "risk.drawdown_brake must be in (0, 1), risk.brake_exposure in [0, 1), risk.brake_release in"
+             " [0, drawdown_brake)")
+        need(s.env.drawdown_window > 0, "risk.drawdown_brake needs env.drawdown_window > 0 (the trailing peak it"
+                                        " is measured from, the same in training and backtest)")
     q = s.ppo
     need(q.n_envs >= 1 and q.n_steps >= 1 and q.epochs >= 1, "ppo.n_envs, n_steps and epochs must be >= 1")
     need(q.minibatches >= 1 and q.n_envs % q.minibatches == 0,
