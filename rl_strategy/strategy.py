@@ -94,7 +94,7 @@ class RLPolicy:
 
     def run(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, *, start=None,
             execution: str | None = None, fees: float | None = None, slippage: float | None = None,
-            sample: bool = False, seed: int = 0, initial: str = "cash", signals: pd.DataFrame | None = None) -> PolicyRun:
+            sample: bool = False, seed: int = 0, initial: str | np.ndarray = "cash", signals: pd.DataFrame | None = None) -> PolicyRun:
         """Replay the policy over the panel; decisions from `start` (or the first day with a full
         feature history) to the second-to-last day. Costs and timing default to the checkpoint's."""
         paths = self.paths(close, open_, names=["RL"], starts=[start], sample=[sample], seeds=[seed], initial=initial,
@@ -106,12 +106,14 @@ class RLPolicy:
                          equity=equity.rename("equity"), first_decision=close.index[first])
 
     def paths(self, close: pd.DataFrame, open_: pd.DataFrame | None = None, *, names: list[str], starts: list,
-              sample: list[bool], seeds: list[int], horizons: list[int | None] | None = None, initial: str = "cash",
+              sample: list[bool], seeds: list[int], horizons: list[int | None] | None = None,
+              initial: str | np.ndarray = "cash",
               execution: str | None = None, fees: float | None = None, slippage: float | None = None,
               signals: pd.DataFrame | None = None) -> PolicyPaths:
         """Several paths in one batched run. `starts[i]`: a date (its first row on or after it), or None
         for the first day with a full feature history; path i decides on up to `horizons[i]` days (None:
-        to the second-to-last day of the panel). `initial`: "cash" or a regime name held at the start.
+        to the second-to-last day of the panel). `initial`: "cash", a regime name, or asset weights (cash = 1 - sum)
+        held at the start, e.g. the holdings a previous period ended with.
         `signals`: closes of `signal_tickers` on the prices' dates (needed only when the features read them)."""
         close = self._frame(close, "close")
         open_ = self._frame(open_, "open") if open_ is not None else None
@@ -126,7 +128,7 @@ class RLPolicy:
         lengths = market.last_decision - rows + 1
         if horizons is not None:
             lengths = np.array([n if h is None else min(n, h) for n, h in zip(lengths, horizons, strict=True)])
-        start_w = self.regimes.initial_weights(initial)
+        start_w = self.start_weights(initial)
         result = replay(self.net, market, self.regimes, starts=rows, lengths=lengths, sample=np.asarray(sample),
                         seeds=np.asarray(seeds), initial=None if not start_w.any() else np.tile(start_w, (len(rows), 1)),
                         fees=self.fees if fees is None else fees,
@@ -134,6 +136,16 @@ class RLPolicy:
                         obs_dim=self.checkpoint.spec.obs_dim, device=self.device,
                         drawdown_window=self.checkpoint.settings.env.drawdown_window)
         return self._frames(close, names, result, start_w)
+
+    def start_weights(self, initial: str | np.ndarray) -> np.ndarray:
+        """Asset weights of a starting portfolio: "cash", a regime name, or weights given directly."""
+        if isinstance(initial, str):
+            return self.regimes.initial_weights(initial)
+        w = np.asarray(initial, dtype=np.float64)
+        if w.shape != (len(self.assets),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() > 1 + 1e-9:
+            raise RLTraderError(f"initial weights must be {len(self.assets)} finite weights >= 0 summing to <= 1"
+                                f" (one per asset: {', '.join(self.assets)}), got {w}")
+        return w
 
     def _frames(self, close: pd.DataFrame, names: list[str], r: Paths, start_w: np.ndarray) -> PolicyPaths:
         T, n, B = len(close), len(self.assets), len(names)
