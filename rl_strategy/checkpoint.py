@@ -235,7 +235,7 @@ class Checkpoint:
         if self.is_ensemble:
             return EnsemblePolicy([m.policy(device) for m in self.members]).eval()
         spec = self.spec
-        net = GRUPolicy(spec.obs_dim, spec.n_actions, spec.hidden)
+        net = GRUPolicy(spec.obs_dim, spec.n_actions, spec.hidden, self.payload["model"].get("action_mask"))
         try:
             net.load_state_dict(self.payload["model"])
         except RuntimeError as exc:

@@ -19,6 +19,11 @@ the peak of the last `drawdown_window` closes (today's included), so it means th
 the close before the first decision), so a window of episode_length + 2 closes or more gives the
 episode's drawdown.
 
+Risk (`risk=`, rl_strategy/risk.py): the overlays (volatility target, drawdown brake, rebalance
+band) turn the chosen regime into the day's order before the accounting, from data up to the
+decision close and the account's state; `last_target`/`last_trade` keep what was ordered, which is
+what a replay hands to vectorbt. The limits are not here: they mask the policy's logits.
+
 All envs share the step counter within an episode (episodes start at random days but have
 the same length), so the end of an episode is known on the host: stepping needs no Python
 loop over envs and no host-device sync. The end of the window is a truncation, never a
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -40,6 +46,10 @@ from rl_strategy.errors import RLTraderError
 from rl_strategy.features import DEFAULT_FEATURES, feature_warmup, market_features, observation_layout
 from rl_strategy.portfolio import check_execution
 from rl_strategy.regimes import HOLD, RegimeTable
+from rl_strategy.risk import RiskOverlay
+
+if TYPE_CHECKING:
+    from rl_strategy.settings import RiskSettings
 
 #: The kinds of start state of `start_mix`; all cash is the default (and draws no random numbers).
 START_STATES = ("cash", "regime", "equal")
@@ -113,7 +123,8 @@ class MarketEnv:
                  episode_length: int, fees: float = 0.001, slippage: float = 0.0,
                  reward_scale: float = 100.0, obs_dim: int = 64, seed: int = 0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 start_mix: Mapping[str, float] | None = None, drawdown_window: int = 0) -> None:
+                 start_mix: Mapping[str, float] | None = None, drawdown_window: int = 0,
+                 risk: RiskSettings | None = None) -> None:
         if tuple(regimes.assets) != tuple(market.assets):
             raise RLTraderError(f"regime table assets {regimes.assets} differ from the data's {market.assets}")
         self.market, self.regimes = market, regimes
@@ -152,6 +163,12 @@ class MarketEnv:
         if drawdown_window < 0:
             raise RLTraderError(f"drawdown_window must be >= 0 (0 = the episode's peak), got {drawdown_window}")
         self.drawdown_window = drawdown_window
+        self.overlay = None  # risk overlays (rl_strategy/risk.py); the limits are the policy's action mask
+        if risk is not None and risk.overlays:
+            if risk.drawdown_brake is not None and not drawdown_window:
+                raise RLTraderError("risk.drawdown_brake needs drawdown_window > 0 (the trailing peak it is measured from)")
+            self.overlay = RiskOverlay(risk, market.pre_drift * market.post_drift, regimes, market.first_decision,
+                                       self.device, dtype)
 
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -213,6 +230,8 @@ class MarketEnv:
             self.peak = self.recent_values.amax(dim=1)
         self.prev_action = torch.zeros(B, dtype=torch.long, device=self.device)
         self.episode_return = torch.zeros(B, **to)
+        if self.overlay is not None:
+            self.overlay.reset(B, self.device)
         return self._observe(self.start)
 
     def _observe(self, day: torch.Tensor) -> torch.Tensor:
@@ -240,8 +259,13 @@ class MarketEnv:
         pre, post, one_plus_bench = data[:, :n], data[:, n:2 * n], data[:, 2 * n]
 
         order = self._actions_table.index_select(0, actions)
+        target, trade = order[:, :n], order[:, n:]
+        if self.overlay is not None:  # decided at day t's close, from the weights held then
+            held = self.holdings / self.value.unsqueeze(1)
+            target, trade = self.overlay.targets(day, actions, target, trade, held, self.value, self.peak)
+        self.last_target, self.last_trade = target, trade  # what was ordered (replay hands it to vectorbt)
         holdings = self.holdings * pre  # drift from day t's close to the trade price
-        holdings, cash = rebalance(holdings, self.cash, order[:, :n], order[:, n:], self.fees, self.slippage)
+        holdings, cash = rebalance(holdings, self.cash, target, trade, self.fees, self.slippage)
         holdings = holdings * post  # drift from the trade price to day t+1's close
         value = torch.addmv(cash, holdings, self._ones)
         reward = (value / self.value - one_plus_bench) * self.reward_scale
@@ -276,6 +300,8 @@ class MarketEnv:
                  "step_in_episode": self.step_in_episode, "generator": self.generator.get_state()}
         if self.drawdown_window:
             state["recent_values"] = self.recent_values.clone()
+        if self.overlay is not None:
+            state["brake"] = self.overlay.brake.clone()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -284,3 +310,5 @@ class MarketEnv:
             setattr(self, key, state[key].to(self.device, copy=True))  # never shared with another env
         self.step_in_episode = int(state["step_in_episode"])
         self.generator.set_state(state["generator"])
+        if self.overlay is not None:
+            self.overlay.brake = state["brake"].to(self.device, copy=True)

@@ -17,12 +17,23 @@ import torch
 from torch import nn
 
 from rl_strategy.errors import RLTraderError
+from rl_strategy.risk import MASKED_LOGIT
 
 
 class GRUPolicy(nn.Module):
-    def __init__(self, obs_dim: int = 64, n_actions: int = 16, hidden: int = 128) -> None:
+    """`action_mask` (n_actions bools, from `rl_strategy.risk.policy_mask`): masked actions get the logit
+    -1e9 in every call (rollout, update, replay), and the mask is a buffer saved with the weights. None
+    (no risk limits) registers nothing, so the v2 network and its state dict are unchanged."""
+
+    def __init__(self, obs_dim: int = 64, n_actions: int = 16, hidden: int = 128,
+                 action_mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
+        if action_mask is not None:
+            action_mask = torch.as_tensor(action_mask, dtype=torch.bool)
+            if action_mask.shape != (n_actions,):
+                raise RLTraderError(f"action_mask needs {n_actions} entries, got {tuple(action_mask.shape)}")
+        self.register_buffer("action_mask", action_mask)
         self.encoder = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.LayerNorm(hidden))
         self.gru = nn.GRU(hidden, hidden, num_layers=1)
         self.policy_head = nn.Linear(hidden, n_actions)
@@ -50,13 +61,17 @@ class GRUPolicy(nn.Module):
         """One decision for a batch: obs (B, obs_dim), state (1, B, H) -> logits, value (B,), state."""
         out, state = self.gru(self.encoder(obs).unsqueeze(0), state)
         out = out.squeeze(0)
-        return self.policy_head(out), self.value_head(out).squeeze(-1), state
+        return self._logits(out), self.value_head(out).squeeze(-1), state
 
     def sequence(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole sequences that start at `state` with no reset inside: obs (S, N, obs_dim) ->
         logits (S, N, A), values (S, N). The trainer cuts sequences at episode starts."""
         out, _ = self.gru(self.encoder(obs), state)
-        return self.policy_head(out), self.value_head(out).squeeze(-1)
+        return self._logits(out), self.value_head(out).squeeze(-1)
+
+    def _logits(self, out: torch.Tensor) -> torch.Tensor:
+        logits = self.policy_head(out)
+        return logits if self.action_mask is None else logits.masked_fill(~self.action_mask, MASKED_LOGIT)
 
 
 class EnsemblePolicy(nn.Module):

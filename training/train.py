@@ -27,6 +27,7 @@ from rl_strategy.errors import RLTraderError
 from rl_strategy.features import feature_warmup, signal_tickers
 from rl_strategy.policy import GRUPolicy
 from rl_strategy.regimes import RegimeTable, build_regime_table
+from rl_strategy.risk import policy_mask
 from rl_strategy.settings import Settings, resolve_device
 from training.ppo import PPOTrainer, TrainingDiverged
 from training.validation import VALIDATION_COLUMNS, Validator
@@ -103,7 +104,7 @@ def make_env(settings: Settings, market: MarketTensors, regimes: RegimeTable, n_
     e = settings.env
     return MarketEnv(market, regimes, n_envs=n_envs, episode_length=e.episode_length, fees=e.fees,
                      slippage=e.slippage, reward_scale=e.reward_scale, obs_dim=e.obs_dim, seed=settings.run.seed,
-                     device=device, start_mix=e.start_mix, drawdown_window=e.drawdown_window)
+                     device=device, start_mix=e.start_mix, drawdown_window=e.drawdown_window, risk=settings.risk)
 
 
 def build_session(settings: Settings, resume: Checkpoint | None = None) -> Session:
@@ -114,7 +115,8 @@ def build_session(settings: Settings, resume: Checkpoint | None = None) -> Sessi
     market = prepare_training_market(data, e.execution, e.features)
     regimes = build_regime_table(tuple(data.tickers))
     env = make_env(settings, market, regimes, settings.ppo.n_envs, device)
-    policy = GRUPolicy(env.obs_dim, regimes.n_actions, settings.ppo.hidden).to(device)
+    policy = GRUPolicy(env.obs_dim, regimes.n_actions, settings.ppo.hidden,
+                       policy_mask(regimes, settings.risk)).to(device)
     trainer = PPOTrainer(env, policy, settings.ppo, settings.run.timesteps, seed=settings.run.seed)
     val_data = load_validation_data(settings)
     validator = None if val_data is None else Validator(settings, val_data, regimes, device)

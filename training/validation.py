@@ -70,7 +70,7 @@ class Validator:
         paths = replay(policy, self.market, self.regimes, starts=self.starts,
                        lengths=np.full(len(self.starts), r.eval_horizon_days), sample=self.sample, seeds=self.seeds,
                        initial=None, fees=e.fees, slippage=e.slippage, obs_dim=policy.obs_dim, device=self.device,
-                       forced=self.forced, drawdown_window=e.drawdown_window)
+                       forced=self.forced, drawdown_window=e.drawdown_window, risk=self.settings.risk)
         values = np.vstack([np.ones((1, len(self.starts))), paths.values])  # 1 at the close before each start
         sharpe = annualised_sharpe(pd.DataFrame(values[1:] / values[:-1] - 1.0), self.periods).to_numpy()
         sampled = np.median(sharpe[:k * n].reshape(k, n), axis=1)
