@@ -19,6 +19,8 @@ from backtests.metrics import COUNT_METRICS, METRICS
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.checkpoint import package_versions
 from rl_strategy.errors import RLTraderError
+from rl_strategy.regimes import build_regime_table
+from rl_strategy.risk import action_mask
 
 REGIME_COLUMN = "RL_REGIME"
 
@@ -46,14 +48,23 @@ def returns_path(report_path: Path) -> Path:
     return report_path.with_name(report_path.stem + ".returns.csv")
 
 
+def masked_regimes(ckpt) -> list[str]:
+    """The regimes the checkpoint's risk limits take out of its action set."""
+    names = ckpt.spec.regime_names
+    table = build_regime_table(ckpt.assets, ckpt.settings.regimes.families)
+    return [str(n) for n, ok in zip(names, action_mask(table, ckpt.settings.risk), strict=True) if not ok]
+
+
 def build_report(result, returns_file: str) -> dict:
     """`result` is a backtests.evaluate.BacktestResult."""
     ckpt, data = result.checkpoint, result.data
     policies = []
     for name, row in result.table.iterrows():
         entry = {"name": name}
-        for key in ("rank", *METRICS):
-            entry[key] = int(row[key]) if key in COUNT_METRICS else _num(row[key])
+        for key in ("rank", *METRICS):  # a comparison-only row has no rank (null)
+            entry[key] = int(row[key]) if key in COUNT_METRICS and row[key] == row[key] else _num(row[key])
+        if name in result.comparison_only:
+            entry["comparison_only"] = True
         entry["time_in_market"] = _num(row["time_in_market"])
         entry["first_trade"] = row["first_trade"] if isinstance(row["first_trade"], str) else None
         if name == "RL":
@@ -65,7 +76,8 @@ def build_report(result, returns_file: str) -> dict:
         "model": {"path": str(ckpt.path), "parameters": ckpt.spec.parameters,
                   "timesteps": ckpt.progress.timesteps,
                   "training_config": ckpt.settings.to_dict(), "training_data": asdict(ckpt.training_data),
-                  "observation_layout": list(ckpt.spec.layout)},
+                  "observation_layout": list(ckpt.spec.layout),
+                  "risk": asdict(ckpt.settings.risk) | {"masked_regimes": masked_regimes(ckpt)}},
         "data": {"source": data.source, "tickers": list(data.tickers), "signals": list(data.signals),
                  "first_day": str(idx[0].date()),
                  "last_day": str(idx[-1].date()), "days": len(idx), "fingerprint": data.fingerprint,

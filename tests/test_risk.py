@@ -208,3 +208,64 @@ def test_env_with_overlays_resumes_exactly(panel):
         oa, ra, *_ = a.step(acts[k])
         ob, rb, *_ = b.step(acts[k])
         assert torch.equal(oa, ob) and torch.equal(ra, rb)
+
+
+RISKY_CONFIG = """
+data: {source: synthetic}
+periods: {train_start: 2015-01-01, train_end: 2018-12-31, test_start: 2019-01-01, test_end: 2020-12-31}
+env: {episode_length: 64, drawdown_window: 63}
+risk: {max_asset_weight: 0.5, vol_target: 0.12, rebalance_band: 0.01, drawdown_brake: 0.1, brake_exposure: 0.5}
+ppo: {n_envs: 32, n_steps: 32, minibatches: 4, hidden: 32}
+run: {timesteps: 2048, device: cpu}
+"""
+
+
+@pytest.fixture(scope="module")
+def risky_checkpoint(tmp_path_factory):
+    from training.config import load_settings
+    from training.train import build_session, run_training
+
+    out = tmp_path_factory.mktemp("risky")
+    cfg = out / "risky.yaml"
+    cfg.write_text(RISKY_CONFIG)
+    settings = load_settings(cfg, {"run.out": str(out)})
+    return run_training(build_session(settings)).final_checkpoint
+
+
+def test_a_constrained_checkpoint_keeps_its_mask_and_backtests_with_overlaid_baselines(risky_checkpoint, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rl_strategy.checkpoint import load_checkpoint
+    from rl_strategy.strategy import RLPolicy
+    from rltrader.cli import app
+
+    ck = load_checkpoint(risky_checkpoint)
+    mask = ck.model_state["action_mask"].numpy()
+    assert not mask[TABLE.names.index("ALL_SPY")] and mask[TABLE.names.index("EQ_WEIGHT")]
+    assert RLPolicy(ck).net.action_mask is not None
+    report = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["backtest", "--model", str(risky_checkpoint), "--samples", "4", "--null-draws", "8",
+                                   "--origins", "none", "--baseline-overlay", "--output", str(report)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(report.read_text())
+    assert r["model"]["risk"]["masked_regimes"] == ["ALL_SPY", "ALL_QQQ", "ALL_IWM"]
+    assert r["readout"]["baseline_overlay"] is True and r["parity_max_rel_diff"] < 1e-9
+    returns = pd.read_csv(tmp_path / "r.returns.csv", index_col=0)
+    plain = tmp_path / "p.json"
+    res = CliRunner().invoke(app, ["backtest", "--model", str(risky_checkpoint), "--samples", "4", "--null-draws", "8",
+                                   "--origins", "none", "--output", str(plain)])
+    assert res.exit_code == 0, res.output
+    unconstrained = pd.read_csv(tmp_path / "p.returns.csv", index_col=0)
+    np.testing.assert_allclose(returns["RL"], unconstrained["RL"], rtol=0, atol=1e-15)  # RL is the same either way
+    # A 12% volatility target on ALL_SPY (~20% vol) leaves it far less volatile than unconstrained.
+    assert returns["ALL_SPY"].std() < 0.8 * unconstrained["ALL_SPY"].std()
+
+
+def test_baseline_overlay_needs_an_overlay(tiny_checkpoints):
+    from backtests.evaluate import EvalOptions, run_backtest
+    from rl_strategy.strategy import RLPolicy
+
+    with pytest.raises(RLTraderError, match="no risk overlay"):
+        run_backtest(RLPolicy.load(tiny_checkpoints[0]), None, options=EvalOptions(baseline_overlay=True))
