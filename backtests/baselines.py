@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from rl_strategy.portfolio import month_starts
-from rl_strategy.regimes import HOLD, RegimeTable
+from rl_strategy.regimes import HOLD, RegimeTable, rule_weights
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class BaselineContext:
     rl_actions: pd.Series          # the RL policy's regime name per day ("" = no decision)
     initial: str = "cash"          # the starting portfolio ("cash" or a regime name)
     seed: int = 0
+    allowed: np.ndarray | None = None  # the policy's action mask (risk limits): the null draws only these
 
 
 def _empty(ctx: BaselineContext) -> pd.DataFrame:
@@ -44,7 +45,9 @@ def _once(ctx: BaselineContext, target: np.ndarray) -> pd.DataFrame:
 
 
 def _regime(name: str) -> Callable[[BaselineContext], pd.DataFrame]:
-    return lambda ctx: _once(ctx, ctx.regimes.weights[ctx.regimes.names.index(name)])
+    """Buy and hold a regime of the rule: its weights come from the rule, not the policy's table,
+    so the baseline exists whichever regime families the policy was trained with."""
+    return lambda ctx: _once(ctx, rule_weights(ctx.regimes.assets, name))
 
 
 def eq_monthly(ctx: BaselineContext) -> pd.DataFrame:
@@ -82,9 +85,26 @@ def random_switch_weights(ctx: BaselineContext, n_draws: int) -> np.ndarray:
     rng = np.random.default_rng(ctx.seed)
     held = np.full(n_draws, initial_regime(ctx.regimes, ctx.initial))
     out = np.full((n_draws, len(ctx.close), ctx.close.shape[1]), np.nan)
+    if ctx.allowed is not None and not np.all(ctx.allowed):
+        return _masked_switches(ctx, days, rng, held, out)
     for row in days:  # a loop over switch days, vectorised over the draws
         pick = rng.integers(1, ctx.regimes.n_actions - 1, size=n_draws)  # n_actions - 2 regimes: all but HOLD, held
         held = pick + (pick >= held)
+        out[:, row] = ctx.regimes.weights[held]
+    return out
+
+
+def _masked_switches(ctx: BaselineContext, days: np.ndarray, rng: np.random.Generator, held: np.ndarray,
+                     out: np.ndarray) -> np.ndarray:
+    """`random_switch_weights` under risk limits: each switch draws among the regimes the policy may
+    choose (the mask), other than the one held (a start regime outside the mask is left like any)."""
+    choices = np.flatnonzero(ctx.allowed)
+    choices = choices[choices != HOLD]
+    for row in days:
+        holds_a_choice = np.isin(held, choices)
+        pick = rng.integers(0, len(choices) - holds_a_choice)
+        pick = pick + (holds_a_choice & (choices[pick] >= held))  # skip the held regime
+        held = choices[pick]
         out[:, row] = ctx.regimes.weights[held]
     return out
 

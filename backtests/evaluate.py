@@ -26,6 +26,7 @@ from backtests.metrics import (
     returns_metrics,
     trading_metrics,
 )
+from backtests.reference import comparison_data, comparison_ticker, reference_table
 from rl_strategy.checkpoint import Checkpoint
 from rl_strategy.data import MarketData, load_market, load_panel_cache, select_period
 from rl_strategy.errors import RLTraderError
@@ -39,6 +40,8 @@ from rl_strategy.portfolio import (
     trade_prices,
     value_before_orders,
 )
+from rl_strategy.regimes import rule_weights
+from rl_strategy.risk import action_mask
 from rl_strategy.settings import CriteriaSettings, Settings, apply_cli
 from rl_strategy.strategy import PolicyPaths, RLPolicy
 
@@ -61,6 +64,7 @@ class EvalOptions:
     initial: str = "cash"            # starting portfolio of every path and baseline: cash or a regime name
     null_draws: int = 200            # random policies of the fair null
     seed: int = 0                    # seeds the sampled paths and the null
+    baseline_overlay: bool = False   # run the baselines and the null through the policy's risk overlays
 
     def check(self) -> EvalOptions:
         if self.policy_mode not in POLICY_MODES:
@@ -93,6 +97,7 @@ class BacktestResult:
     random_null: dict                  # RL's Sharpe percentile among random policies switching on its days
     risk_free: str = "0"
     warnings: list[str] = field(default_factory=list)
+    comparison_only: tuple[str, ...] = ()  # table rows that are yardsticks, unranked (REF_<ticker>)
 
     @property
     def passed(self) -> bool:
@@ -115,16 +120,21 @@ def backtest_settings(ckpt: Checkpoint, **flags) -> Settings:
 def load_backtest_data(settings: Settings, assets: tuple[str, ...], start: str | None = None,
                        end: str | None = None) -> MarketData:
     """The evaluation panel: the policy's universe and the signal tickers its feature sets read
-    (`settings.env.features`, the checkpoint's), the settings' test period unless given."""
+    (`settings.env.features`, the checkpoint's), the settings' test period unless given, and the
+    criteria reference's ticker when it lies outside the universe (backtests/reference.py)."""
     d, features = settings.data, settings.env.features
     start = start or settings.periods.test_start
     end = end or settings.periods.test_end
-    warmup, signals = feature_warmup(features), list(signal_tickers(features, assets))
-    if d.cache_path:  # the cache's rows of the test period only (plus feature warm-up)
-        return select_period(load_panel_cache(d.cache_path, tickers=list(assets), signals=signals), start, end,
-                             history_days=warmup)
-    return load_market(list(assets), start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir,
-                       seed=d.seed, history_days=warmup, min_days=2, signals=signals)
+    warmup = feature_warmup(features)
+
+    def load(signals: list[str]) -> MarketData:
+        if d.cache_path:  # the cache's rows of the test period only (plus feature warm-up)
+            return select_period(load_panel_cache(d.cache_path, tickers=list(assets), signals=signals), start, end,
+                                 history_days=warmup)
+        return load_market(list(assets), start, end, source=d.source, csv_dir=d.csv_dir, cache_dir=d.cache_dir,
+                           seed=d.seed, history_days=warmup, min_days=2, signals=signals)
+
+    return comparison_data(load, list(signal_tickers(features, assets)), settings.criteria.reference, assets)
 
 
 def risk_free_rates(spec: str | None, settings: Settings, data: MarketData) -> float | pd.Series | None:
@@ -192,6 +202,9 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     """Evaluate `policy` on `data`'s period (decisions from its first day; earlier rows are warm-up)."""
     opts = (options or EvalOptions()).check()
     ckpt = policy.checkpoint
+    if opts.baseline_overlay and not policy.risk.overlays:
+        raise RLTraderError(f"--baseline-overlay: checkpoint {ckpt.path.name} has no risk overlay (risk.vol_target, "
+                            "risk.drawdown_brake or risk.rebalance_band) to apply to the baselines")
     ckpt.check_universe(tuple(data.tickers))
     fees = policy.fees if fees is None else fees
     slippage = policy.slippage if slippage is None else slippage
@@ -239,8 +252,9 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
 
     # 2. The table's policies, the fair random null and the origins' baselines in a second call.
     rl_actions = paths.actions[rl_path]
+    risk_mask = action_mask(policy.regimes, policy.risk)
     ctx = BaselineContext(close=close, regimes=policy.regimes, first=first, rl_actions=rl_actions,
-                          initial=opts.initial, seed=opts.seed)
+                          initial=opts.initial, seed=opts.seed, allowed=risk_mask)
     null = random_switch_weights(ctx, opts.null_draws)
     frame = lambda w: pd.DataFrame(w, index=index, columns=close.columns)  # noqa: E731
     weights = {RL_NAME: path_weights[rl_path]} | {name: build(ctx) for name, build in
@@ -251,13 +265,18 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     for k in range(opts.null_draws):
         weights[f"N{k}"], starts[f"N{k}"] = frame(null[k]), first
     eq = np.full(len(policy.assets), 1.0 / len(policy.assets))
-    spy = policy.regimes.weights[policy.regimes.names.index("ALL_SPY")] if "SPY" in policy.assets else None
+    spy = rule_weights(policy.assets, "ALL_SPY") if "SPY" in policy.assets else None
     for r in origins:
         for tag, target in (("EW", eq), ("SPY", spy)):
             if target is not None:
                 w = np.full((len(index), len(policy.assets)), np.nan)
                 w[r] = target
                 weights[f"O{r}:{tag}"], starts[f"O{r}:{tag}"] = frame(w), int(r)
+    if opts.baseline_overlay:  # RL's own weights are already the orders its overlays placed
+        others = [k for k in weights if k != RL_NAME]
+        overlaid = policy.overlay(close, open_, pd.concat({k: weights[k] for k in others}, axis=1),
+                                  [starts[k] for k in others], initial=opts.initial, signals=data.signal_close, **sim)
+        weights |= {k: overlaid[k] for k in others}
     stacked = pd.concat(weights, axis=1, names=["policy", "asset"])
     pf = simulate_portfolio(stacked, open_, close, **sim, initial=_initial_frame(weights, starts, start_w))
     returns = pf.returns()
@@ -266,6 +285,12 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
     tprice = trade_prices(open_, close, stacked.columns, execution)
     table = table.join(trading_metrics(pf, first, tprice, ppy).loc[table_names])
     table = rank_by_sharpe(table.join(behaviour_metrics(pf, first).loc[table_names]))
+    table_returns = returns[table_names].iloc[first:]
+    comparison_only: tuple[str, ...] = ()
+    if comparison_ticker(thresholds.reference, policy.assets) is not None:  # unranked, appended
+        ref_table, ref_returns = reference_table(data, thresholds.reference, first, benchmark, ppy, risk_free, **sim)
+        table, table_returns = pd.concat([table, ref_table]), table_returns.join(ref_returns)
+        comparison_only = tuple(ref_table.index)
     criteria = [*evaluate_criteria(table, thresholds), greedy_representative(greedy_pct, thresholds)]
 
     null_returns = returns[[f"N{k}" for k in range(opts.null_draws)]].iloc[first:]
@@ -287,13 +312,13 @@ def run_backtest(policy: RLPolicy, data: MarketData, *, fees: float | None = Non
                  "regime_share": held_regime_share(rl_actions.iloc[first:], opts.initial)}
     return BacktestResult(checkpoint=ckpt, data=data, costs=sim | {"init_cash": INIT_CASH}, options=opts,
                           periods_per_year=ppy, weights={n: weights[n] for n in table_names},
-                          returns=returns[table_names].iloc[first:], benchmark=benchmark, table=table,
+                          returns=table_returns, benchmark=benchmark, table=table,
                           criteria=criteria, parity_max_rel_diff=parity, rl_regimes=rl_actions.iloc[first:],
                           overlap_with_training=bool(overlap), rl_behaviour=behaviour, rl_sampled=rl_sampled,
                           rolling_origins=rolling, random_null=random_null,
                           risk_free="0" if risk_free is None else (f"{risk_free:g}" if np.isscalar(risk_free)
                                                                    else str(risk_free.name)),
-                          warnings=warnings)
+                          warnings=warnings, comparison_only=comparison_only)
 
 
 def held_regime_share(actions: pd.Series, initial: str = "cash") -> dict[str, float]:

@@ -86,14 +86,14 @@ def trading_metrics(pf, first: int, trade_price: pd.DataFrame, periods_per_year:
     an order, per group over rows >= first. `trade_price` is the tiled price frame the orders
     filled at (`rl_strategy.portfolio.trade_prices`)."""
     units = pf.assets()
-    if not trade_price.columns.equals(units.columns) or not trade_price.index.equals(units.index):
+    if not trade_price.columns.equals(pf.wrapper.columns) or not trade_price.index.equals(units.index):
         raise RLTraderError("trade prices must have the portfolio's dates and columns")
     groups = pf.wrapper.grouper.get_groups()  # group id per column
     to_group = np.eye(groups.max() + 1)[groups]  # (columns, groups): sums each group's assets
     price = trade_price.to_numpy(dtype=np.float64)
-    u = units.to_numpy()
+    u = _2d(units)
     u_prev = np.vstack([np.zeros((1, u.shape[1])), u[:-1]])
-    cash = pf.cash().to_numpy().reshape(len(u), -1)
+    cash = _2d(pf.cash())
     cash_prev = np.vstack([np.broadcast_to(pf.init_cash, (1, cash.shape[1])), cash[:-1]])
     traded = np.abs(u - u_prev) * price @ to_group + np.abs(cash - cash_prev)
     value = cash_prev + u_prev * price @ to_group
@@ -103,6 +103,11 @@ def trading_metrics(pf, first: int, trade_price: pd.DataFrame, periods_per_year:
     ordered[records["idx"], groups[records["col"]]] = True
     return pd.DataFrame({"turnover": turnover, "turnover_annual": turnover * periods_per_year,
                          "rebalances": ordered[first:].sum(axis=0)}, index=pf.wrapper.get_columns())
+
+
+def _2d(frame: pd.Series | pd.DataFrame) -> np.ndarray:
+    """Dates x columns values: vectorbt hands back a Series for a portfolio of one column or group."""
+    return frame.to_numpy().reshape(len(frame), -1)
 
 
 def rank_by_sharpe(table: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +121,7 @@ def behaviour_metrics(pf, first: int) -> pd.DataFrame:
     """How each group behaved over rows >= first: `time_in_market`, the share of days ending with
     non-zero exposure (asset value above 1e-9 of the portfolio's), and `first_trade`, the date of
     its first order (None if it never traded)."""
-    exposure = pf.asset_value().to_numpy()[first:] > 1e-9 * pf.value().to_numpy()[first:]
+    exposure = _2d(pf.asset_value())[first:] > 1e-9 * _2d(pf.value())[first:]
     records = pf.orders.values
     groups = pf.wrapper.grouper.get_groups()
     n_groups = exposure.shape[1]

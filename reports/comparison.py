@@ -196,7 +196,8 @@ def render(report: dict, frame: pd.DataFrame) -> str:
     charts = _charts(frame, policies, report.get("rolling_origins", {}).get("origins", []))
     esc = html.escape
     rows = "".join(
-        f"<tr class='{'rl' if p['name'] == 'RL' else ''}'><td>{esc(p['name'])}</td>"
+        f"<tr class='{'rl' if p['name'] == 'RL' else ''}'><td>{esc(p['name'])}"
+        f"{' (comparison only, unranked)' if p.get('comparison_only') else ''}</td>"
         + "".join(f"<td>{_cell(k, p.get(k))}</td>" for k in COLUMNS) + "</tr>" for p in report["policies"])
     crit = "".join(
         f"<tr><td>{esc(c['name'])}</td><td>{_num(c['value'])}</td><td>{_threshold(c['threshold'])}</td>"

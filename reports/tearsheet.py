@@ -2,7 +2,8 @@
 
 The benchmark is handed to quantstats as a returns series from the report (given a ticker
 string, quantstats would download it): `SPY` means the ALL_SPY baseline (buy and hold with the
-same costs), `EQ_WEIGHT` the equal-weight daily-rebalanced benchmark of the reward.
+same costs), or REF_SPY, the comparison-only criteria reference, when SPY is outside the universe;
+`EQ_WEIGHT` the equal-weight daily-rebalanced benchmark of the reward.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backtests.criteria import REF_PREFIX
 from reports.json_report import read_report
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.errors import RLTraderError
@@ -25,7 +27,10 @@ def benchmark_returns(report: dict, frame: pd.DataFrame, benchmark: str) -> pd.S
         return frame["EQ_BENCHMARK"].rename("EQ_WEIGHT")
     if benchmark in tickers and f"ALL_{benchmark}" in frame.columns:
         return frame[f"ALL_{benchmark}"].rename(benchmark)
-    raise RLTraderError(f"unknown benchmark {benchmark!r}: use one of {', '.join(tickers)} or EQ_WEIGHT")
+    if f"{REF_PREFIX}{benchmark}" in frame.columns:  # the criteria reference, a ticker outside the universe
+        return frame[f"{REF_PREFIX}{benchmark}"].rename(benchmark)
+    refs = [c.removeprefix(REF_PREFIX) for c in frame.columns if c.startswith(REF_PREFIX)]
+    raise RLTraderError(f"unknown benchmark {benchmark!r}: use one of {', '.join([*tickers, *refs])} or EQ_WEIGHT")
 
 
 def title_of(report: dict, benchmark: str) -> str:

@@ -135,18 +135,19 @@ def _field_names(head: pd.DataFrame, path: Path) -> dict[int, str]:
 
 
 def _ticker_columns(head: pd.DataFrame, ticker: str, path: Path) -> list[int]:
-    """The columns of `ticker`: all of them, unless a `Ticker` header row says otherwise."""
+    """The columns of `ticker`: all of them, unless a `Ticker` header row says otherwise. A file
+    whose Ticker row names only other tickers is refused, even a one-ticker export: prices saved
+    under another ticker's name would otherwise be traded (or compared with) as that ticker."""
     columns = list(range(1, head.shape[1]))
     rows = [row for _, row in head.iterrows() if str(row.iloc[0]).strip() == "Ticker"]
     if not rows:
         return columns
     labels = {j: str(rows[0].iloc[j]).strip() for j in columns}
     mine = [j for j in columns if labels[j] == ticker]
-    if mine:
-        return mine
-    if len(set(labels.values())) == 1:  # a one-ticker export saved under another name
-        return columns
-    raise RLTraderError(f"{path}: holds {', '.join(sorted(set(labels.values())))}, not {ticker}")
+    if not mine:
+        raise RLTraderError(f"{path}: its Ticker row holds {', '.join(sorted(set(labels.values())))}, not {ticker} "
+                            "(the file's name)")
+    return mine
 
 
 def _parse_dates(cells: pd.Series, n_head: int, path: Path) -> pd.DatetimeIndex:
@@ -518,7 +519,8 @@ def load_panel_cache(path: str | Path, tickers: Sequence[str] | None = None, sig
         raise RLTraderError(f"panel cache {path} holds {','.join(cached)}, not {','.join(tickers)}")
     missing = [s for s in signals if s not in cached_signals and s not in cached]
     if missing:
-        raise RLTraderError(f"panel cache {path} holds no {','.join(missing)} (signals of the feature sets): write it "
+        raise RLTraderError(f"panel cache {path} holds no {','.join(missing)} (signals of the feature sets or the "
+                            f"criteria reference): write it "
                             f"with `rltrader data fetch --signals {','.join(missing)} --cache-out ...`")
     return MarketData(panel=panel, tickers=tuple(cached), source="cache", fingerprint=expected,
                       filled=filled, period_start=period_start, period_end=period_end, requested_start=requested,

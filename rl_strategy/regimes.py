@@ -27,6 +27,14 @@ exactly these 16 regimes:
 Rule, in order: HOLD, ALL_CASH, ALL_<a> per asset, PAIR_<a>_<b> (50/50) per pair, EQ_WEIGHT,
 TILT_<a> (half in a, the other half split equally), HALF_<a> (half cash, half a), HALF_EQ.
 A vector equal to an earlier one is dropped (with two assets a TILT equals the PAIR).
+
+Families. The rule's regimes come in families: "all" (ALL_<a>), "pair" (PAIR_<a>_<b>), "eq"
+(EQ_WEIGHT), "tilt" (TILT_<a>) and "half" (HALF_<a> and HALF_EQ); HOLD and ALL_CASH are always
+in the table. `regimes.families` in a config keeps a subset, in the rule's order whatever the
+order of the list; the default, every family, is the table above. The cap matters for wide
+universes, where pairs grow quadratically: 11 sector ETFs give 92 regimes with every family and
+26 with ["all", "eq", "half"]. Baselines name rule regimes (ALL_SPY, EQ_WEIGHT) that a capped
+table may lack: `rule_weights` gives their target weights from the rule itself.
 """
 
 from __future__ import annotations
@@ -69,38 +77,67 @@ class RegimeTable:
             raise RLTraderError(f"unknown initial portfolio {name!r}: use cash or a regime ({', '.join(self.names[1:])})")
         return self.weights[self.names.index(name)].copy()
 
+    def action_of(self, weights: np.ndarray) -> int | None:
+        """The action whose target is `weights` (None when the table has none): a target named by
+        its weights, e.g. equal weight, is EQ_WEIGHT or, for one asset, ALL_<a>."""
+        return next((i for i in range(1, self.n_actions) if np.allclose(self.weights[i], weights)), None)
+
     def to_dict(self) -> dict:
         """Plain, checkpoint-safe representation (lists of str/float)."""
         return {"assets": list(self.assets), "names": list(self.names),
                 "weights": [[None if np.isnan(x) else float(x) for x in row] for row in self.weights]}
 
 
-def build_regime_table(assets: tuple[str, ...] | list[str]) -> RegimeTable:
-    """Apply the rule above to a universe of tradable assets (CASH is implicit)."""
-    assets = tuple(assets)
+def _rule(assets: tuple[str, ...]) -> list[tuple[str | None, str, np.ndarray]]:
+    """Every candidate of the rule as (family, name, asset weights), in table order, before
+    duplicates are dropped; ALL_CASH has no family (it is always in the table)."""
     n = len(assets)
-    if n == 0:
-        raise RLTraderError("a universe needs at least one asset")
-    candidates: list[tuple[str, np.ndarray]] = [("ALL_CASH", np.zeros(n))]
-    for i, a in enumerate(assets):
-        candidates.append((f"ALL_{a}", np.eye(n)[i]))
+    eye = np.eye(n)
+    out: list[tuple[str | None, str, np.ndarray]] = [(None, "ALL_CASH", np.zeros(n))]
+    out += [("all", f"ALL_{a}", eye[i]) for i, a in enumerate(assets)]
     for i, j in combinations(range(n), 2):
         w = np.zeros(n)
         w[[i, j]] = 0.5
-        candidates.append((f"PAIR_{assets[i]}_{assets[j]}", w))
-    candidates.append(("EQ_WEIGHT", np.full(n, 1.0 / n)))
+        out.append(("pair", f"PAIR_{assets[i]}_{assets[j]}", w))
+    out.append(("eq", "EQ_WEIGHT", np.full(n, 1.0 / n)))
     if n > 1:
         for i, a in enumerate(assets):
             w = np.full(n, 0.5 / (n - 1))
             w[i] = 0.5
-            candidates.append((f"TILT_{a}", w))
-    for i, a in enumerate(assets):
-        candidates.append((f"HALF_{a}", 0.5 * np.eye(n)[i]))
-    candidates.append(("HALF_EQ", np.full(n, 0.5 / n)))
+            out.append(("tilt", f"TILT_{a}", w))
+    out += [("half", f"HALF_{a}", 0.5 * eye[i]) for i, a in enumerate(assets)]
+    out.append(("half", "HALF_EQ", np.full(n, 0.5 / n)))
+    return out
 
-    names, rows = ["HOLD"], [np.full(n, np.nan)]
-    for name, w in candidates:
-        if not any(np.allclose(w, r) for r in rows[1:]):
+
+def _universe(assets: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    assets = tuple(assets)
+    if not assets:
+        raise RLTraderError("a universe needs at least one asset")
+    return assets
+
+
+def build_regime_table(assets: tuple[str, ...] | list[str],
+                       families: tuple[str, ...] | list[str] = REGIME_FAMILIES) -> RegimeTable:
+    """Apply the rule above to a universe of tradable assets (CASH is implicit), keeping only the
+    regimes of `families` (HOLD and ALL_CASH always)."""
+    assets = _universe(assets)
+    unknown = sorted(set(families) - set(REGIME_FAMILIES))
+    if unknown:
+        raise RLTraderError(f"unknown regime family {unknown[0]!r} (families: {', '.join(REGIME_FAMILIES)})")
+    names, rows = ["HOLD"], [np.full(len(assets), np.nan)]
+    for family, name, w in _rule(assets):
+        if (family is None or family in families) and not any(np.allclose(w, r) for r in rows[1:]):
             names.append(name)
             rows.append(w)
     return RegimeTable(assets=assets, names=tuple(names), weights=np.vstack(rows))
+
+
+def rule_weights(assets: tuple[str, ...] | list[str], name: str) -> np.ndarray:
+    """The asset weights the rule gives regime `name` over `assets`, whether or not a table keeps it
+    (a capped family, or a duplicate such as EQ_WEIGHT of a one-asset universe): what a baseline
+    named after a regime (ALL_SPY, EQ_WEIGHT) buys, independent of the policy's action set."""
+    for _, candidate, w in _rule(_universe(assets)):
+        if candidate == name:
+            return w.copy()
+    raise RLTraderError(f"no regime {name!r} in the rule for {', '.join(assets)}")

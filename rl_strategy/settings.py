@@ -255,8 +255,8 @@ def validate(s: Settings) -> Settings:
             need(ticker in SUPPORTED_TICKERS, f"feature set {name} needs {ticker}, which the synthetic market lacks "
                                               f"(it has {', '.join(SUPPORTED_TICKERS)}): use the csv or yahoo source")
     fam = s.regimes.families
-    need(len(set(fam)) == len(fam) and set(fam) <= set(REGIME_FAMILIES),
-         f"regimes.families must be distinct families among {', '.join(REGIME_FAMILIES)}, got {fam}")
+    need(len(fam) > 0 and len(set(fam)) == len(fam) and set(fam) <= set(REGIME_FAMILIES),
+         f"regimes.families must be one or more distinct families among {', '.join(REGIME_FAMILIES)}, got {fam}")
     r = s.risk
     need(0 < r.max_asset_weight <= 1 and 0 <= r.min_cash < 1 and 0 < r.max_gross <= 1,
          "risk.max_asset_weight and risk.max_gross must be in (0, 1], risk.min_cash in [0, 1)")
@@ -314,7 +314,7 @@ CLI_KEYS = {
     "n_envs": "ppo.n_envs", "timesteps": "run.timesteps", "seed": "run.seed", "device": "run.device",
     "out": "run.out", "checkpoint_every": "run.checkpoint_every",
     "val_start": "periods.val_start", "val_end": "periods.val_end", "eval_every": "run.eval_every",
-    "patience": "run.patience",
+    "patience": "run.patience", "reference": "criteria.reference",
 }
 
 

@@ -4,7 +4,7 @@
 (same features, regime table and cost accounting), one decision per day from data up to that
 day's close, running the GRU once through the period. `RLPolicy.paths` runs several paths at once
 (greedy and sampled readouts, rolling origins) in one batched environment. Its observation includes the portfolio's
-own drifted weights, which is why decisions are made by stepping the environment rather than
+own drifted weights (and the risk overlays read the account's state), which is why decisions are made by stepping the environment rather than
 by a pure function of prices. The result is a weights DataFrame (NaN rows = HOLD) that
 `rl_strategy.portfolio.simulate_portfolio` turns into a `vbt.Portfolio`, and the environment's
 own equity curve, which must agree with vectorbt's (the backtest reports the difference).
@@ -29,6 +29,8 @@ from rl_strategy.errors import RLTraderError
 from rl_strategy.features import feature_warmup, observation_layout, signal_tickers
 from rl_strategy.regimes import RegimeTable, build_regime_table
 from rl_strategy.replay import Paths, replay
+from rl_strategy.risk import policy_mask
+from rl_strategy.settings import RiskSettings
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,16 @@ class RLPolicy:
         self.checkpoint = checkpoint
         self.device = device
         self.net = checkpoint.policy(device)
-        self.regimes: RegimeTable = build_regime_table(checkpoint.assets)
+        self.regimes: RegimeTable = build_regime_table(checkpoint.assets, checkpoint.settings.regimes.families)
         if self.regimes.names != checkpoint.spec.regime_names:
             raise RLTraderError(f"checkpoint {checkpoint.path.name} uses another regime table than this version builds")
         env = checkpoint.settings.env
+        #: the risk limits and overlays it was trained with: one rule in training, replay and backtest
+        self.risk: RiskSettings = checkpoint.settings.risk
+        mask = policy_mask(self.regimes, self.risk)
+        stored = self.checkpoint.model_state.get("action_mask") if not checkpoint.is_ensemble else mask
+        if (mask is None) != (stored is None) or (mask is not None and not np.array_equal(mask, np.asarray(stored))):
+            raise RLTraderError(f"checkpoint {checkpoint.path.name}: its action mask does not match its risk limits")
         self.execution: str = env.execution
         self.fees: float = env.fees
         self.slippage: float = env.slippage
@@ -134,8 +142,48 @@ class RLPolicy:
                         fees=self.fees if fees is None else fees,
                         slippage=self.slippage if slippage is None else slippage,
                         obs_dim=self.checkpoint.spec.obs_dim, device=self.device,
-                        drawdown_window=self.checkpoint.settings.env.drawdown_window)
+                        drawdown_window=self.checkpoint.settings.env.drawdown_window, risk=self.risk)
         return self._frames(close, names, result, start_w)
+
+    def overlay(self, close: pd.DataFrame, open_: pd.DataFrame | None, weights: pd.DataFrame, starts: list[int], *,
+                initial: str | np.ndarray = "cash", execution: str | None = None, fees: float | None = None,
+                slippage: float | None = None, signals: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Other policies' orders as this policy's risk overlays would place them (a fair comparison).
+
+        `weights`: columns (path, asset) as `simulate_portfolio` takes them, NaN rows = no order; path i
+        decides from row `starts[i]` to the panel's second-to-last row, from `initial`. Each path runs
+        through the environment with the checkpoint's overlays (volatility target, drawdown brake,
+        rebalance band; the limits mask only the policy's own choices), and the orders it placed
+        come back in the same layout."""
+        close = self._frame(close, "close")
+        open_ = self._frame(open_, "open") if open_ is not None else None
+        T, n = len(close), len(self.assets)
+        names = list(dict.fromkeys(weights.columns.get_level_values(0)))
+        arr = weights[names].to_numpy(np.float64).reshape(T, len(names), n)
+        ordered = ~np.isnan(arr).any(axis=2)
+        rows, ids = np.unique(arr[ordered], axis=0, return_inverse=True)
+        table = RegimeTable(assets=self.assets, names=("HOLD", *[f"W{k}" for k in range(len(rows))]),
+                            weights=np.vstack([np.full((1, n), np.nan), rows]))
+        actions = np.zeros((T, len(names)), dtype=np.int64)
+        actions[ordered] = ids.ravel() + 1
+        starts = np.asarray(starts, dtype=np.int64)
+        market = prepare_market(close, open_, execution or self.execution, int(starts.min()), self.features,
+                                self._signals(signals, close.index))
+        lengths = market.last_decision - starts + 1
+        forced = np.zeros((int(lengths.max()), len(names)), dtype=np.int64)
+        for i, (s, L) in enumerate(zip(starts, lengths, strict=True)):
+            forced[:L, i] = actions[s:s + L, i]
+        start_w = self.start_weights(initial)
+        result = replay(None, market, table, starts=starts, lengths=lengths, sample=np.zeros(len(names), bool),
+                        seeds=np.zeros(len(names), np.int64),
+                        initial=None if not start_w.any() else np.tile(start_w, (len(names), 1)),
+                        fees=self.fees if fees is None else fees, slippage=self.slippage if slippage is None else slippage,
+                        obs_dim=self.checkpoint.spec.obs_dim, device=self.device, forced=forced,
+                        drawdown_window=self.checkpoint.settings.env.drawdown_window, risk=self.risk)
+        out = np.full((T, len(names), n), np.nan)
+        for i, (s, L) in enumerate(zip(starts, lengths, strict=True)):
+            out[s:s + L, i] = result.targets[:L, i]
+        return pd.DataFrame(out.reshape(T, len(names) * n), index=close.index, columns=weights[names].columns)
 
     def start_weights(self, initial: str | np.ndarray) -> np.ndarray:
         """Asset weights of a starting portfolio: "cash", a regime name, or weights given directly."""
@@ -157,7 +205,7 @@ class RLPolicy:
         for i in range(B):  # per path: array slices only, no per-day work
             s, L = int(r.starts[i]), int(r.lengths[i])
             acts = r.actions[:L, i]
-            weights[s:s + L, i] = self.regimes.weights[acts]
+            weights[s:s + L, i] = r.targets[:L, i]
             regime[s:s + L, i] = labels[acts]
             initial[s - 1, i] = start_w
             equity[s:s + L + 1, i] = r.values[:L + 1, i]

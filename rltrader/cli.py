@@ -70,6 +70,8 @@ def data_fetch(
 # -- training ----------------------------------------------------------------------------------
 CONFIG_HELP = "YAML config (default: the packaged v2 config training/configs/rl_v2_multi_asset.yaml)."
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
+TICKERS_HELP = ("Comma-separated tickers to trade, e.g. XLK,XLF,XLE,XLV (default: the config's data.tickers); the "
+                "regime table follows from them and regimes.families.")
 
 
 def _settings(config: Path | None, **flags):
@@ -87,6 +89,7 @@ def train(
     n_envs: int | None = typer.Option(None, "--n-envs", help="Parallel environments (episodes) per rollout."),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Seed for the policy init, sampling and episode starts."),
+    tickers: str | None = typer.Option(None, "--tickers", help=TICKERS_HELP),
     data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     cache_path: str | None = typer.Option(None, "--cache-path", help="Tensor cache of the training panel written by `rltrader data fetch --cache-out`."),
@@ -109,7 +112,7 @@ def train(
         ckpt = load_checkpoint(resume)
         settings = resume_settings(ckpt, timesteps, device, out)
     else:
-        settings = _settings(config, timesteps=timesteps, n_envs=n_envs, device=device, seed=seed,
+        settings = _settings(config, timesteps=timesteps, n_envs=n_envs, device=device, seed=seed, tickers=tickers,
                              data_source=data_source, csv_dir=csv_dir, cache_path=cache_path, out=out,
                              val_start=val_start, val_end=val_end, eval_every=eval_every, patience=patience)
     if seeds is not None:
@@ -162,6 +165,7 @@ def bench_env(
     sizes: str = typer.Option("256,2048,8192", "--n-envs", help="Comma-separated numbers of parallel envs."),
     steps: int = typer.Option(500, "--steps", help="Timed steps per size (after 20 warm-up steps)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    tickers: str | None = typer.Option(None, "--tickers", help=TICKERS_HELP),
     data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
@@ -173,7 +177,7 @@ def bench_env(
     from training.bench import machine
 
     dev = resolve_device(device)
-    settings = _settings(config, data_source=data_source, csv_dir=csv_dir)
+    settings = _settings(config, tickers=tickers, data_source=data_source, csv_dir=csv_dir)
     rows = run_bench(settings, [int(x) for x in sizes.split(",")], steps, dev)
     print_rows("Environment throughput (" + dev + ")", rows, ["n_envs", "steps", "seconds", "env_steps_per_second"])
     _write_json(json_out, {"benchmark": "env", "device": dev, "machine": machine(), "results": rows})
@@ -185,6 +189,7 @@ def bench_train(
     updates: int = typer.Option(3, "--updates", help="Timed PPO updates (after one warm-up update)."),
     n_envs: int | None = typer.Option(None, "--n-envs", help="Override the config's ppo.n_envs."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    tickers: str | None = typer.Option(None, "--tickers", help=TICKERS_HELP),
     data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
     csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
@@ -194,7 +199,8 @@ def bench_train(
     from training.bench import bench_train as run_bench
     from training.bench import machine
 
-    settings = _settings(config, data_source=data_source, csv_dir=csv_dir, n_envs=n_envs, device=device)
+    settings = _settings(config, tickers=tickers, data_source=data_source, csv_dir=csv_dir, n_envs=n_envs,
+                         device=device)
     row = run_bench(settings, updates)
     print_rows("Training throughput (" + row["device"] + ")", [row],
                ["n_envs", "n_steps", "epochs", "minibatches", "timesteps", "seconds", "timesteps_per_second"])
@@ -230,12 +236,14 @@ def backtest(
     benchmark: str = typer.Option("SPY", "--benchmark", help="Tearsheet benchmark: a ticker of the universe (e.g. SPY) or EQ_WEIGHT."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Allow a test period that overlaps the training period (flagged in the report)."),
     check: bool = typer.Option(False, "--check", help="Exit with code 1 when any criterion fails."),
+    reference: str | None = typer.Option(None, "--reference", help="Sharpe reference of the gap criterion rl_sharpe_vs_<reference> (default: the checkpoint config's criteria.reference, ALL_SPY): a baseline (ALL_SPY, EQ_BUY_HOLD, ...) or a ticker outside the universe, loaded from the data source and bought and held with the same costs as a comparison-only row REF_<ticker>."),
     samples: int = typer.Option(64, "--samples", help="Sampled paths of the stochastic policy (the policy as trained), reported as a Sharpe band beside the greedy path."),
     policy_mode: str = typer.Option("greedy", "--policy-mode", help="Which path is the table's RL row and feeds the criteria: greedy (argmax) or sample (the sampled path of median Sharpe). The other is always reported."),
     origins: str = typer.Option("monthly", "--origins", help="Rolling origins: monthly (restart the policy on the first trading day of every month, fresh memory and the --initial portfolio) or none."),
     horizon_days: int = typer.Option(252, "--horizon-days", help="Decision days per rolling origin (clipped at the period end)."),
     initial: str = typer.Option("cash", "--initial", help="Starting portfolio of the policy and every baseline: cash, or a regime name such as EQ_WEIGHT (held from the close before the first decision, at no cost)."),
     null_draws: int = typer.Option(200, "--null-draws", help="Random policies in the fair null (they switch regime on RL's switch days)."),
+    baseline_overlay: bool = typer.Option(False, "--baseline-overlay", help="Run the baselines, RANDOM and the null through the checkpoint's risk overlays (volatility target, drawdown brake, rebalance band), so they are compared under the same rule as RL."),
     risk_free: str | None = typer.Option(None, "--risk-free", help="Risk-free rate for Sharpe and Sortino: an annual rate (0.02) or a ticker of annual yields in percent in the data source (^IRX). Default 0."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled paths and of the random null (RANDOM is its first draw)."),
 ) -> None:
@@ -251,11 +259,11 @@ def backtest(
     console = wide_console()
     policy = RLPolicy.load(model)
     settings = backtest_settings(policy.checkpoint, data_source=data_source, csv_dir=csv_dir, cache_path=cache_path,
-                                 fees=fees, slippage=slippage, execution=execution)
+                                 fees=fees, slippage=slippage, execution=execution, reference=reference)
     data = load_backtest_data(settings, policy.assets, start, end)
     e = settings.env
     options = EvalOptions(samples=samples, policy_mode=policy_mode, origins=origins, horizon_days=horizon_days,
-                          initial=initial, null_draws=null_draws, seed=seed)
+                          initial=initial, null_draws=null_draws, seed=seed, baseline_overlay=baseline_overlay)
     result = run_backtest(policy, data, fees=e.fees, slippage=e.slippage, execution=e.execution,
                           thresholds=settings.criteria, allow_overlap=allow_overlap, options=options,
                           risk_free=risk_free_rates(risk_free, settings, data))
@@ -275,6 +283,113 @@ def backtest(
     console.print(verdict + ("" if check else " (use --check to turn failures into exit code 1)"))
     if check and not result.passed:
         raise typer.Exit(1)
+
+
+# -- walk-forward ------------------------------------------------------------------------------
+@app.command()
+def walkforward(
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    start: str = typer.Option("2005-01-01", "--start", help="First day of the first training window (YYYY-MM-DD)."),
+    end: str = typer.Option("2024-12-31", "--end", help="Last test day (the last test window is clipped here)."),
+    train_years: int = typer.Option(5, "--train-years", help="Years per training window (its validation window included)."),
+    val_years: int = typer.Option(1, "--val-years", help="The last years of each training window that select the checkpoint (as train --val-start/--val-end: training decisions stop before them); 0 = no validation, the final checkpoint."),
+    test_years: int = typer.Option(1, "--test-years", help="Years per test window, right after its training window."),
+    step_years: int | None = typer.Option(None, "--step-years", help="Years between fold starts (default: --test-years, so test windows follow each other)."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds 1..N trained per fold; each fold's seeds are also combined into an ensemble."),
+    timesteps: int | None = typer.Option(None, "--timesteps", help="Training budget of each (fold, seed) pair (default: the config's)."),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
+    data_source: str | None = typer.Option(None, "--data-source", help=SOURCE_HELP),
+    csv_dir: str | None = typer.Option(None, "--csv-dir", help=CSV_DIR_HELP),
+    cache_path: str | None = typer.Option(None, "--cache-path", help="Tensor cache covering every window (from `rltrader data fetch --cache-out`)."),
+    data_seed: int | None = typer.Option(None, "--data-seed", help="Seed of the synthetic market (default: the config's)."),
+    out: Path = typer.Option(Path("reports/walkforward"), "--out", help="Folder of every pair's checkpoints and result.json, the fold ensembles, walkforward.json and walkforward.html. Rerunning with the same folder trains only the pairs without a result.json."),
+    backend: str = typer.Option("local", "--backend", help='Where pairs train: local (a process pool) or ray (needs pip install -e ".[ray]").'),
+    workers: int | None = typer.Option(None, "--workers", help="Pairs trained at once (default: CPU count / --cpus-per-task); for ray, the size of the local instance started when --ray-address is not given."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Address of a running Ray cluster (default: start a local instance for the run)."),
+    cpus_per_task: int = typer.Option(1, "--cpus-per-task", help="torch threads (and Ray CPUs) per pair."),
+    restart_each_fold: bool = typer.Option(False, "--restart-each-fold", help="Start every fold's test window from cash instead of the holdings the previous fold ended with."),
+    samples: int = typer.Option(32, "--samples", help="Sampled paths per fold backtest and per stitched policy."),
+    null_draws: int = typer.Option(200, "--null-draws", help="Random policies in each fold backtest's fair null."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Walk-forward: train, select and test on rolling windows; stitch the test windows into one out-of-sample account."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from backtests.backends import BackendOptions
+    from backtests.walkforward import WalkforwardOptions, run_walkforward
+    from reports.walkforward_report import write_walkforward_html
+    from rltrader.display import wide_console
+
+    console = wide_console()
+    settings = _settings(config, timesteps=timesteps, device=device, data_source=data_source, csv_dir=csv_dir,
+                         cache_path=cache_path, data_seed=data_seed)
+    plan = WalkforwardOptions(start=start, end=end, out=str(out), train_years=train_years, val_years=val_years,
+                              test_years=test_years, step_years=step_years, seeds=seeds, samples=samples,
+                              null_draws=null_draws, restart_each_fold=restart_each_fold)
+    options = BackendOptions(backend=backend, workers=workers, cpus_per_task=cpus_per_task, ray_address=ray_address)
+    plan.folds(), options.check()  # bad input is one line before the progress bar starts
+    progress = Progress(TextColumn("[bold]walk-forward"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                        TextColumn("(fold, seed) pairs"), TimeElapsedColumn(), console=console, disable=quiet)
+    with progress:
+        task = progress.add_task("pairs", total=None)
+        result = run_walkforward(settings, plan, options,
+                                 on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    report = result.report
+    _print_walkforward(report, console)
+    console.print(f"wrote {result.path}")
+    if report["stitched"] is not None:
+        console.print(f"wrote {write_walkforward_html(result.path, out / 'walkforward.html')}")
+    if report["failed"]:
+        for f in report["failed"]:
+            console.print(f"[bold red]fold {f['fold']} seed {f['seed']} failed: {f['error']}")
+        console.print(f"[red]rerun with --out {out} to retry the failed pairs (finished pairs are kept)")
+        raise typer.Exit(1)
+
+
+def _print_walkforward(report: dict, console) -> None:
+    """Per-fold rows, the stitched summary and the significance figures."""
+    from rich.table import Table
+
+    from rltrader.display import metric_cell
+
+    seeds = sorted({s for f in report["folds"] for s in f["seeds"]}, key=int)
+    folds = Table(title="Walk-forward folds (Sharpe of each fold's own backtest, from cash)")
+    for c in ("fold", "windows", *[f"seed {s}" for s in seeds], "ensemble", "best baseline", "null pct", "criteria"):
+        folds.add_column(c, justify="left" if c in ("windows", "best baseline") else "right", no_wrap=True)
+    for f in report["folds"]:
+        ens, best = f["ensemble"], f["best_baseline"]
+        windows = (f"train {f['train_start']}..{f['train_decisions_end']}\n"
+                   + (f"val   {f['val_start']}..{f['val_end']}\n" if f["val_start"] else "")
+                   + f"test  {f['test_start']}..{f['test_end']}")
+        folds.add_row(str(f["fold"]), windows,
+                      *[metric_cell("sharpe", f["seeds"][s]["rl"]["sharpe"]) if s in f["seeds"] else "[red]failed"
+                        for s in seeds],
+                      metric_cell("sharpe", ens["rl"]["sharpe"]) if ens else "-",
+                      f"{best['name']} {metric_cell('sharpe', best['sharpe'])}" if best else "-",
+                      "-" if f["null_percentile"] is None else f"{f['null_percentile']:.0f}",
+                      "-" if f["passed"] is None else "[green]pass" if f["passed"] else "[red]FAIL")
+    console.print(folds)
+    st, sig = report["stitched"], report["significance"]
+    if st is None:
+        return
+    cols = ("sharpe", "total_return", "max_drawdown", "turnover")
+    table = Table(title=f"Stitched out of sample {st['first_day']}..{st['last_day']} ({st['days']} days, {st['mode']}; "
+                        f"parity {st['parity_max_rel_diff']:.1e})")
+    for c in ("policy", *cols, "sampled Sharpe median (5..95%)"):
+        table.add_column(c, justify="left" if c == "policy" else "right")
+    for name, p in st["policies"].items():
+        s = st["sampled"].get(name)
+        band = "" if s is None else (f"{metric_cell('sharpe', s['sharpe']['median'])} ({metric_cell('sharpe', s['sharpe']['p05'])}"
+                                     f"..{metric_cell('sharpe', s['sharpe']['p95'])})")
+        table.add_row(name, *[metric_cell(c, p[c]) for c in cols], band, style="cyan" if name == "RL" else None)
+    console.print(table)
+    if sig is not None:
+        ci = sig["bootstrap_ci_sharpe_diff"]
+        console.print(f"significance ({sig['readout']}, benchmark {sig['benchmark']}, {sig['n_trials']} trials): "
+                      f"PSR vs 0 {metric_cell('sharpe', sig['psr_vs_zero'])}, PSR vs benchmark "
+                      f"{metric_cell('sharpe', sig['psr_vs_benchmark'])}, DSR {metric_cell('sharpe', sig['dsr'])}, "
+                      f"Sharpe difference vs benchmark 95% CI {metric_cell('sharpe', ci[0])}..{metric_cell('sharpe', ci[1])}, "
+                      f"SPA p-value {metric_cell('sharpe', sig['spa_pvalue'])}")
 
 
 # -- reports -----------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def print_backtest(result: BacktestResult, console: Console) -> None:
     for c in cols:
         table.add_column(HEADERS[c], justify="right", no_wrap=True)
     for name, row in result.table.iterrows():
-        table.add_row(name, *[metric_cell(c, row[c]) for c in cols], style="cyan" if name == "RL" else None)
+        style = "cyan" if name == "RL" else "dim" if name in result.comparison_only else None
+        table.add_row(name + (" (comparison only)" if name in result.comparison_only else ""),
+                      *[metric_cell(c, row[c]) for c in cols], style=style)
     console.print(table)
 
     crit = Table(title="v2 criteria" + (" [red](test period overlaps training)" if result.overlap_with_training else ""))

@@ -30,7 +30,7 @@ def bench_env(settings: Settings, sizes: list[int], steps: int, device: str) -> 
     """Environment steps per second with uniformly random actions (drawn ahead, on the device)."""
     data = load_training_data(settings)
     market = prepare_training_market(data, settings.env.execution, settings.env.features)
-    regimes = build_regime_table(tuple(data.tickers))
+    regimes = build_regime_table(tuple(data.tickers), settings.regimes.families)
     rows = []
     for n_envs in sizes:
         env = make_env(settings, market, regimes, n_envs, device)

@@ -113,7 +113,7 @@ def build_session(settings: Settings, resume: Checkpoint | None = None) -> Sessi
     data = load_training_data(settings)
     e = settings.env
     market = prepare_training_market(data, e.execution, e.features)
-    regimes = build_regime_table(tuple(data.tickers))
+    regimes = build_regime_table(tuple(data.tickers), settings.regimes.families)
     env = make_env(settings, market, regimes, settings.ppo.n_envs, device)
     policy = GRUPolicy(env.obs_dim, regimes.n_actions, settings.ppo.hidden,
                        policy_mask(regimes, settings.risk)).to(device)

@@ -60,9 +60,19 @@ class Validator:
         self.seeds = np.random.SeedSequence(self.settings.run.seed).generate_state(len(self.starts))
         forced = np.full((r.eval_horizon_days, len(self.starts)), -1, dtype=np.int64)
         forced[:, -k:] = HOLD
-        forced[0, -k:] = self.regimes.names.index("EQ_WEIGHT")
+        forced[0, -k:] = self._equal_weight_action()
         self.forced = forced
         self.periods = periods_per_year(self.data.panel.index)
+
+    def _equal_weight_action(self) -> int:
+        """The action that buys equal weight (EQ_WEIGHT; ALL_<a> for one asset), the score's yardstick:
+        a table without it (regimes.families without eq) cannot be validated this way."""
+        n = len(self.regimes.assets)
+        action = self.regimes.action_of(np.full(n, 1.0 / n))
+        if action is None:
+            raise RLTraderError("validation scores against equal weight bought at each origin, which this regime "
+                                "table lacks: add eq to regimes.families or drop the validation window")
+        return action
 
     def evaluate(self, policy: GRUPolicy) -> dict[str, float]:
         e, r = self.settings.env, self.settings.run
