@@ -301,7 +301,7 @@ class MarketEnv:
         if self.drawdown_window:
             state["recent_values"] = self.recent_values.clone()
         if self.overlay is not None:
-            state["brake"] = self.overlay.brake.clone()
+            state["overlay"] = self.overlay.state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -311,4 +311,4 @@ class MarketEnv:
         self.step_in_episode = int(state["step_in_episode"])
         self.generator.set_state(state["generator"])
         if self.overlay is not None:
-            self.overlay.brake = state["brake"].to(self.device, copy=True)
+            self.overlay.load_state(state["overlay"], self.device)

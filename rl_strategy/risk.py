@@ -9,9 +9,11 @@ fed with the weights it traded:
   never masked: it places no order (drifted weights may pass a limit between orders).
 - **Overlays** change the target of the chosen action on the decision day, from data up to that
   day's close and the account's own state (`RiskOverlay.targets`, called by `MarketEnv.step`):
-  1. volatility target: the regime's asset weights times min(1, vol_target / the trailing
+  1. volatility target: the held regime's asset weights times min(1, vol_target / the trailing
      annualised volatility of the regime's daily-rebalanced portfolio over the last `vol_window`
-     closes), cash takes the rest;
+     closes), cash takes the rest. The regime is the one last ordered, so HOLD keeps it and is
+     re-targeted to each day's scale (the band below keeps small changes from trading); before
+     the first order (a start portfolio) HOLD places nothing;
   2. drawdown brake: when the drawdown from the environment's trailing peak (`env.drawdown_window`
      closes) reaches `drawdown_brake`, the brake goes on and stays on until the drawdown is back at
      or below `brake_release`; while on, asset weights are scaled so their sum is at most
@@ -96,11 +98,21 @@ class RiskOverlay:
                                     f"decision; the panel has {first_decision}")
             table = vol_scale(growth, regimes.weights, risk.vol_target, risk.vol_window)
             self.scale = torch.as_tensor(np.nan_to_num(table, nan=1.0), device=device, dtype=dtype)
+            self.weights = torch.as_tensor(np.nan_to_num(regimes.weights, nan=0.0), device=device, dtype=dtype)
         self.brake: torch.Tensor | None = None
+        self.regime: torch.Tensor | None = None
 
     def reset(self, n_envs: int, device: torch.device) -> None:
-        """Every episode starts with the brake off."""
+        """Every episode starts with the brake off and no regime ordered yet."""
         self.brake = torch.zeros(n_envs, dtype=torch.bool, device=device)
+        self.regime = torch.full((n_envs,), HOLD, dtype=torch.long, device=device)
+
+    def state(self) -> dict:
+        return {"brake": self.brake.clone(), "regime": self.regime.clone()}
+
+    def load_state(self, state: dict, device: torch.device) -> None:
+        self.brake = state["brake"].to(device, copy=True)
+        self.regime = state["regime"].to(device, copy=True)
 
     def targets(self, day: torch.Tensor, actions: torch.Tensor, target: torch.Tensor, trade: torch.Tensor,
                 held: torch.Tensor, value: torch.Tensor, peak: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,8 +120,11 @@ class RiskOverlay:
         (B, 1) 1.0 = order; `held` (B, n) the asset weights at the decision close; `value`/`peak` the
         account's value and trailing peak at that close."""
         r = self.risk
-        if self.scale is not None:
-            target = target * self.scale.index_select(0, day).gather(1, actions.unsqueeze(1))
+        if self.scale is not None:  # HOLD keeps the regime last ordered, at today's scale
+            self.regime = torch.where(actions != HOLD, actions, self.regime)
+            scale = self.scale.index_select(0, day).gather(1, self.regime.unsqueeze(1))
+            target = self.weights.index_select(0, self.regime) * scale
+            trade = (self.regime != HOLD).unsqueeze(1).to(trade.dtype)
         if r.drawdown_brake is not None:
             drawdown = 1.0 - value / peak
             self.brake = (drawdown >= r.drawdown_brake) | (self.brake & (drawdown > r.brake_release))

@@ -303,7 +303,7 @@ def walkforward(
     cache_path: str | None = typer.Option(None, "--cache-path", help="Tensor cache covering every window (from `rltrader data fetch --cache-out`)."),
     data_seed: int | None = typer.Option(None, "--data-seed", help="Seed of the synthetic market (default: the config's)."),
     out: Path = typer.Option(Path("reports/walkforward"), "--out", help="Folder of every pair's checkpoints and result.json, the fold ensembles, walkforward.json and walkforward.html. Rerunning with the same folder trains only the pairs without a result.json."),
-    backend: str = typer.Option("local", "--backend", help='Where pairs train: local (a process pool) or ray (needs pip install -e ".[ray]").'),
+    backend: str = typer.Option("local", "--backend", help='Where pairs train: local (a process pool) or ray (needs pip install -e ".\\[ray]").'),
     workers: int | None = typer.Option(None, "--workers", help="Pairs trained at once (default: CPU count / --cpus-per-task); for ray, the size of the local instance started when --ray-address is not given."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Address of a running Ray cluster (default: start a local instance for the run)."),
     cpus_per_task: int = typer.Option(1, "--cpus-per-task", help="torch threads (and Ray CPUs) per pair."),

@@ -269,3 +269,19 @@ def test_baseline_overlay_needs_an_overlay(tiny_checkpoints):
 
     with pytest.raises(RLTraderError, match="no risk overlay"):
         run_backtest(RLPolicy.load(tiny_checkpoints[0]), None, options=EvalOptions(baseline_overlay=True))
+
+
+def test_hold_keeps_the_regime_at_the_day_s_volatility_scale(panel):
+    """Buy once then HOLD: the vol target re-scales the held regime, trading only past the band."""
+    market = prepare_training_market(panel, "next_open")
+    spy, L, start = TABLE.names.index("ALL_SPY"), 500, market.first_decision
+    forced = np.full((L, 1), HOLD)
+    forced[0] = spy
+    risk = RiskSettings(vol_target=0.12, vol_window=20, rebalance_band=0.02)
+    r = replay(None, market, TABLE, starts=np.array([start]), lengths=np.array([L]), sample=np.zeros(1, bool),
+               seeds=np.zeros(1), initial=None, fees=0.001, slippage=0.0, obs_dim=64, forced=forced, risk=risk)
+    scale = vol_scale(market.pre_drift * market.post_drift, TABLE.weights, 0.12, 20)[start:start + L, spy]
+    placed = ~np.isnan(r.targets[:, 0, 0])
+    assert placed[0] and 5 <= placed.sum() < L // 2
+    np.testing.assert_allclose(r.targets[placed, 0, 0], scale[placed], rtol=1e-12)
+    np.testing.assert_array_equal(r.targets[placed, 0, 1:], 0.0)
