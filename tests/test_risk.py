@@ -259,8 +259,8 @@ def test_a_constrained_checkpoint_keeps_its_mask_and_backtests_with_overlaid_bas
     assert res.exit_code == 0, res.output
     unconstrained = pd.read_csv(tmp_path / "p.returns.csv", index_col=0)
     np.testing.assert_allclose(returns["RL"], unconstrained["RL"], rtol=0, atol=1e-15)  # RL is the same either way
-    # A 12% volatility target on ALL_SPY (~20% vol) leaves it far less volatile than unconstrained.
-    assert returns["ALL_SPY"].std() < 0.8 * unconstrained["ALL_SPY"].std()
+    # A 12% volatility target (and the brake) on ALL_SPY (~20% vol) leaves it less volatile than unconstrained.
+    assert returns["ALL_SPY"].std() < 0.9 * unconstrained["ALL_SPY"].std()
 
 
 def test_baseline_overlay_needs_an_overlay(tiny_checkpoints):
