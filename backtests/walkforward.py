@@ -446,24 +446,13 @@ def _replay_folds(span: MarketData, rows: list[tuple[int, int]], policies: dict[
             init = carried.get(track, np.zeros((len(names), len(assets))))
             starts[track][k] = pd.DataFrame(init, index=names, columns=assets)
             lo = a - policy.warmup
-            for group in _same_rows(init):
-                group_names = [names[i] for i in group]
-                p = policy.paths(close.iloc[lo:b + 1], open_.iloc[lo:b + 1], names=group_names,
-                                 starts=[idx[a]] * len(group), sample=[i > 0 for i in group],
-                                 seeds=[int(seeds[i]) for i in group], initial=init[group[0]],
-                                 signals=signals.iloc[lo:b + 1], **sim)
-                for i, name in zip(group, group_names, strict=True):
-                    weights[track].iloc[a:b + 1, cols.get_locs([name])] = p.weights[name].to_numpy()[a - lo:]
-                    value = p.equity[name].to_numpy()[a - lo:]  # rows a..b, 1 at the close before a
-                    env[track].iloc[a:b + 1, i] = value / np.r_[1.0, value[:-1]] - 1.0
+            p = policy.paths(close.iloc[lo:b + 1], open_.iloc[lo:b + 1], names=names, starts=[idx[a]] * len(names),
+                             sample=[i > 0 for i in range(len(names))], seeds=[int(x) for x in seeds], initial=init,
+                             signals=signals.iloc[lo:b + 1], **sim)  # one batched replay, each path its own start
+            weights[track].iloc[a:b + 1] = p.weights[names].to_numpy()[a - lo:]
+            value = p.equity[names].to_numpy()[a - lo:]  # rows a..b, 1 at the close before a
+            env[track].iloc[a:b + 1] = value / np.vstack([np.ones((1, len(names))), value[:-1]]) - 1.0
     return weights, env, starts
-
-
-def _same_rows(init: np.ndarray) -> list[np.ndarray]:
-    """Indexes of the paths sharing a starting portfolio: one batched replay per distinct start."""
-    _, inverse = np.unique(init, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    return [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
 
 
 def _carried_weights(weights: dict[str, pd.DataFrame], span: MarketData, row: int, sim: dict) -> dict[str, np.ndarray]:

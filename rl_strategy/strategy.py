@@ -120,8 +120,8 @@ class RLPolicy:
               signals: pd.DataFrame | None = None) -> PolicyPaths:
         """Several paths in one batched run. `starts[i]`: a date (its first row on or after it), or None
         for the first day with a full feature history; path i decides on up to `horizons[i]` days (None:
-        to the second-to-last day of the panel). `initial`: "cash", a regime name, or asset weights (cash = 1 - sum)
-        held at the start, e.g. the holdings a previous period ended with.
+        to the second-to-last day of the panel). `initial`: "cash", a regime name, asset weights (cash = 1 - sum)
+        held at the start, or one row of weights per path (e.g. the holdings each account ended a period with).
         `signals`: closes of `signal_tickers` on the prices' dates (needed only when the features read them)."""
         close = self._frame(close, "close")
         open_ = self._frame(open_, "open") if open_ is not None else None
@@ -136,9 +136,9 @@ class RLPolicy:
         lengths = market.last_decision - rows + 1
         if horizons is not None:
             lengths = np.array([n if h is None else min(n, h) for n, h in zip(lengths, horizons, strict=True)])
-        start_w = self.start_weights(initial)
+        start_w = self.start_weights(initial, len(rows))
         result = replay(self.net, market, self.regimes, starts=rows, lengths=lengths, sample=np.asarray(sample),
-                        seeds=np.asarray(seeds), initial=None if not start_w.any() else np.tile(start_w, (len(rows), 1)),
+                        seeds=np.asarray(seeds), initial=start_w if start_w.any() else None,
                         fees=self.fees if fees is None else fees,
                         slippage=self.slippage if slippage is None else slippage,
                         obs_dim=self.checkpoint.spec.obs_dim, device=self.device,
@@ -173,10 +173,10 @@ class RLPolicy:
         forced = np.zeros((int(lengths.max()), len(names)), dtype=np.int64)
         for i, (s, L) in enumerate(zip(starts, lengths, strict=True)):
             forced[:L, i] = actions[s:s + L, i]
-        start_w = self.start_weights(initial)
+        start_w = self.start_weights(initial, len(names))
         result = replay(None, market, table, starts=starts, lengths=lengths, sample=np.zeros(len(names), bool),
                         seeds=np.zeros(len(names), np.int64),
-                        initial=None if not start_w.any() else np.tile(start_w, (len(names), 1)),
+                        initial=start_w if start_w.any() else None,
                         fees=self.fees if fees is None else fees, slippage=self.slippage if slippage is None else slippage,
                         obs_dim=self.checkpoint.spec.obs_dim, device=self.device, forced=forced,
                         drawdown_window=self.checkpoint.settings.env.drawdown_window, risk=self.risk)
@@ -185,14 +185,17 @@ class RLPolicy:
             out[s:s + L, i] = result.targets[:L, i]
         return pd.DataFrame(out.reshape(T, len(names) * n), index=close.index, columns=weights[names].columns)
 
-    def start_weights(self, initial: str | np.ndarray) -> np.ndarray:
-        """Asset weights of a starting portfolio: "cash", a regime name, or weights given directly."""
+    def start_weights(self, initial: str | np.ndarray, n_paths: int) -> np.ndarray:
+        """(n_paths, n_assets) starting asset weights: "cash", a regime name, one weight vector for every
+        path, or one row per path (e.g. the holdings each path's account ended a previous period with)."""
+        n = len(self.assets)
         if isinstance(initial, str):
-            return self.regimes.initial_weights(initial)
+            return np.tile(self.regimes.initial_weights(initial), (n_paths, 1))
         w = np.asarray(initial, dtype=np.float64)
-        if w.shape != (len(self.assets),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() > 1 + 1e-9:
-            raise RLTraderError(f"initial weights must be {len(self.assets)} finite weights >= 0 summing to <= 1"
-                                f" (one per asset: {', '.join(self.assets)}), got {w}")
+        w = np.tile(w, (n_paths, 1)) if w.ndim == 1 else w
+        if w.shape != (n_paths, n) or not np.isfinite(w).all() or (w < 0).any() or (w.sum(axis=1) > 1 + 1e-9).any():
+            raise RLTraderError(f"initial weights must be {n} finite weights >= 0 summing to <= 1 (one per asset: "
+                                f"{', '.join(self.assets)}), or one such row per path; got shape {w.shape}")
         return w
 
     def _frames(self, close: pd.DataFrame, names: list[str], r: Paths, start_w: np.ndarray) -> PolicyPaths:
@@ -207,7 +210,7 @@ class RLPolicy:
             acts = r.actions[:L, i]
             weights[s:s + L, i] = r.targets[:L, i]
             regime[s:s + L, i] = labels[acts]
-            initial[s - 1, i] = start_w
+            initial[s - 1, i] = start_w[i]
             equity[s:s + L + 1, i] = r.values[:L + 1, i]
             entropy[s:s + L, i], max_prob[s:s + L, i] = r.entropy[:L, i], r.max_prob[:L, i]
         cols = pd.MultiIndex.from_product([names, list(self.assets)], names=["path", "asset"])
