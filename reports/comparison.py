@@ -42,6 +42,21 @@ BEHAVIOUR_TEXT = ("Entropy and top probability are averaged over the greedy path
                   "HOLD days counted as the regime last ordered.")
 
 
+def drawdown_chart(equity: pd.DataFrame, names: list[str], main: str) -> str:
+    """Drawdown from the running peak of each equity curve, `main` drawn in bold black; a PNG data URI."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    for name in names:
+        dd = equity[name] / equity[name].cummax() - 1.0
+        ax.plot(dd.index, dd, lw=2.0 if name == main else 0.8, label=name, color="black" if name == main else None)
+    ax.set_title("Drawdown")
+    ax.grid(alpha=0.3)
+    chart = _png(fig)
+    plt.close(fig)
+    return chart
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -67,14 +82,7 @@ def _charts(frame: pd.DataFrame, policies: list[str], origins: list[dict]) -> di
     charts["equity"] = _png(fig)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    for name in policies:
-        dd = equity[name] / equity[name].cummax() - 1.0
-        ax.plot(dd.index, dd, lw=2.0 if name == "RL" else 0.8, label=name, color="black" if name == "RL" else None)
-    ax.set_title("Drawdown")
-    ax.grid(alpha=0.3)
-    charts["drawdown"] = _png(fig)
-    plt.close(fig)
+    charts["drawdown"] = drawdown_chart(equity, policies, "RL")
 
     held = held_regimes(frame[REGIME_COLUMN])
     names = list(dict.fromkeys(held))

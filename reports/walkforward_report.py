@@ -18,7 +18,7 @@ import pandas as pd
 
 from backtests.metrics import METRICS
 from backtests.walkforward import MAIN_SERIES, RETURNS_FILE, STITCH_METRICS
-from reports.comparison import _cell, _fmt, _png, _text
+from reports.comparison import _cell, _fmt, _png, _text, drawdown_chart
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.errors import RLTraderError
 
@@ -74,14 +74,7 @@ def _charts(report: dict, returns: pd.DataFrame) -> dict[str, str]:
     charts["equity"] = _png(fig)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    for name in greedy:
-        dd = equity[name] / equity[name].cummax() - 1.0
-        ax.plot(dd.index, dd, lw=2.0 if name == MAIN_SERIES else 0.8, color="black" if name == MAIN_SERIES else None)
-    ax.set_title("Drawdown")
-    ax.grid(alpha=0.3)
-    charts["drawdown"] = _png(fig)
-    plt.close(fig)
+    charts["drawdown"] = drawdown_chart(equity, list(greedy), MAIN_SERIES)
 
     bars = _fold_sharpes(report)
     fig, ax = plt.subplots(figsize=(11, 3.4))
