@@ -42,6 +42,15 @@ BEHAVIOUR_TEXT = ("Entropy and top probability are averaged over the greedy path
                   "HOLD days counted as the regime last ordered.")
 
 
+#: The style both HTML pages share (tables, the RL row, pass/fail marks).
+PAGE_CSS = """body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+table { border-collapse: collapse; margin: 12px 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+tr.rl { font-weight: bold; background: #eef6ff; }
+.pass { color: #137333; font-weight: bold; } .fail { color: #b3261e; font-weight: bold; }"""
+
+
 def drawdown_chart(equity: pd.DataFrame, names: list[str], main: str) -> str:
     """Drawdown from the running peak of each equity curve, `main` drawn in bold black; a PNG data URI."""
     import matplotlib.pyplot as plt
@@ -221,12 +230,7 @@ def render(report: dict, frame: pd.DataFrame) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rl-trader: RL vs baselines {esc(d['first_day'])}..{esc(d['last_day'])}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-tr.rl {{ font-weight: bold; background: #eef6ff; }}
-.pass {{ color: #137333; font-weight: bold; }} .fail {{ color: #b3261e; font-weight: bold; }}
+{PAGE_CSS}
 .warning {{ border: 2px solid #b3261e; background: #fce8e6; color: #b3261e; font-weight: bold; font-size: 15px;
   padding: 10px 14px; margin: 12px 0; }}
 .explain {{ max-width: 60em; }}

@@ -18,7 +18,7 @@ import pandas as pd
 
 from backtests.metrics import METRICS
 from backtests.walkforward import MAIN_SERIES, RETURNS_FILE, STITCH_METRICS
-from reports.comparison import _cell, _fmt, _png, _text, drawdown_chart
+from reports.comparison import PAGE_CSS, _cell, _fmt, _png, _text, drawdown_chart
 from rl_strategy.atomic import atomic_write_text
 from rl_strategy.errors import RLTraderError
 
@@ -167,12 +167,7 @@ def render(report: dict, returns: pd.DataFrame) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rl-trader: {title}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-tr.rl {{ font-weight: bold; background: #eef6ff; }}
-.pass {{ color: #137333; font-weight: bold; }} .fail {{ color: #b3261e; font-weight: bold; }}
+{PAGE_CSS}
 .warning {{ border: 2px solid #b3261e; background: #fce8e6; color: #b3261e; font-weight: bold; padding: 8px 12px;
   margin: 8px 0; }}
 .explain {{ max-width: 60em; }} img {{ max-width: 100%; }} .meta {{ color: #555; font-size: 13px; }}
